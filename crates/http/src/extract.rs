@@ -1,0 +1,225 @@
+//! Extractors that parse at the edge and answer problem+json when the input is wrong.
+
+use crate::{problem::ApiError, state::AppState};
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request},
+    http::{StatusCode, header, request::Parts},
+};
+use domain::Role;
+use serde::de::DeserializeOwned;
+use services::{Actor, FieldError, RequestMeta};
+use std::{marker::PhantomData, net::SocketAddr};
+
+/// JSON body: requires a JSON content type, rejects unknown fields (422 naming the field),
+/// syntax errors (400) and bodies over the limit (413).
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || m.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let msg = inner.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+                ApiError::validation(vec![FieldError::new(field_name(&path, &msg), msg)])
+            }
+            _ => ApiError::bad_request(
+                "malformed_json",
+                format!("the request body is not valid JSON: {inner}"),
+            ),
+        }
+    })?;
+    de.end().map_err(|_| {
+        ApiError::bad_request("malformed_json", "trailing characters after the JSON value")
+    })?;
+    Ok(value)
+}
+
+/// serde names missing and unknown fields in the message, not in the path.
+fn field_name(path: &str, msg: &str) -> String {
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|p| msg.strip_prefix(p).and_then(|rest| rest.split('`').next()));
+    match (named, path) {
+        (Some(name), "." | "") => name.to_owned(),
+        // serde_path_to_error already ends the path with an unknown field's name.
+        (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_owned(),
+        (Some(name), p) => format!("{p}.{name}"),
+        (None, "." | "") => "body".to_owned(),
+        (None, p) => p.to_owned(),
+    }
+}
+
+/// Query string, with the same error shape.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let msg = e.into_inner().to_string();
+                ApiError::validation(vec![FieldError::new(
+                    field_name(&path, &msg).replace("body", "query"),
+                    msg,
+                )])
+            })
+    }
+}
+
+/// Path parameters; a malformed id is simply a resource that does not exist (404).
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|_| ApiError::not_found())
+    }
+}
+
+/// Minimum role an [`Auth`] extractor demands.
+pub trait MinRole {
+    const ROLE: Role;
+}
+pub struct AnyRole;
+pub struct StaffRole;
+pub struct AdminRole;
+impl MinRole for AnyRole {
+    const ROLE: Role = Role::Customer;
+}
+impl MinRole for StaffRole {
+    const ROLE: Role = Role::Staff;
+}
+impl MinRole for AdminRole {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The one place roles are enforced: 401 without a valid bearer token, 403 when the role is
+/// below `R`. Also carries the request's audit metadata with the actor filled in.
+pub struct Auth<R: MinRole = AnyRole> {
+    pub actor: Actor,
+    pub meta: RequestMeta,
+    _role: PhantomData<R>,
+}
+
+pub type Staff = Auth<StaffRole>;
+pub type Admin = Auth<AdminRole>;
+
+impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Auth<R>
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let app = AppState::from_ref(state);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(ApiError::unauthorized)?;
+        let actor = app
+            .identity
+            .tokens()
+            .verify_access(token.trim())
+            .map_err(ApiError::from)?;
+        if !actor.role.at_least(R::ROLE) {
+            return Err(ApiError::forbidden(format!(
+                "this requires the {} role",
+                R::ROLE.as_str()
+            )));
+        }
+        tracing::Span::current().record("user_id", tracing::field::display(actor.id));
+        let meta = meta_of(parts).with_actor(actor);
+        Ok(Self {
+            actor,
+            meta,
+            _role: PhantomData,
+        })
+    }
+}
+
+/// Audit metadata of an anonymous request.
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Meta(meta_of(parts)))
+    }
+}
+
+fn meta_of(parts: &Parts) -> RequestMeta {
+    let header = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    RequestMeta {
+        actor: None,
+        ip: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        user_agent: header(header::USER_AGENT),
+        request_id: parts
+            .extensions
+            .get::<crate::middleware::RequestId>()
+            .map(|r| r.0.clone()),
+    }
+}

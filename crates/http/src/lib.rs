@@ -1,0 +1,113 @@
+//! The HTTP edge: router, extractors, middleware, problem+json and the OpenAPI document.
+//! Handlers parse input, call one service and shape the answer; no rules live here.
+
+pub mod extract;
+pub mod middleware;
+pub mod problem;
+pub mod routes;
+pub mod state;
+
+pub use state::AppState;
+
+use axum::{
+    Router, extract::DefaultBodyLimit, http::StatusCode, middleware::from_fn,
+    response::IntoResponse,
+};
+use problem::ApiError;
+use routes::{admin, auth, me, ops};
+use std::time::Duration;
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// JSON bodies larger than this are refused with 413.
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Valuva", description = "Headless e-commerce API. Errors are application/problem+json (RFC 9457)."),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "me"), (name = "admin"), (name = "ops"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::live))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::health))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::forgot))
+        .routes(routes!(auth::reset))
+        .routes(routes!(me::get_me, me::patch_me))
+        .routes(routes!(me::list_addresses, me::add_address))
+        .routes(routes!(
+            me::get_address,
+            me::patch_address,
+            me::delete_address
+        ))
+        .routes(routes!(admin::list_users))
+        .routes(routes!(admin::patch_user))
+        .routes(routes!(admin::audit_logs))
+}
+
+/// The OpenAPI document, as served at `/openapi.json` and printed by `valuva openapi`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    let (router, spec) = api().split_for_parts();
+    router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed on this route",
+            )
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an unexpected error occurred",
+            )
+            .into_response()
+        }))
+        .layer(from_fn(problem::render))
+        .layer(from_fn(middleware::request_id_and_log))
+}

@@ -1,0 +1,48 @@
+pub mod admin;
+pub mod auth;
+pub mod me;
+pub mod ops;
+
+use serde::Serialize;
+use services::pagination::Page;
+use utoipa::ToSchema;
+
+#[derive(Serialize, ToSchema)]
+pub struct Pagination {
+    /// Opaque; pass back as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// The list envelope of every collection endpoint.
+#[derive(Serialize, ToSchema)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+impl<T> From<Page<T>> for List<T> {
+    fn from(p: Page<T>) -> Self {
+        let has_more = p.next_cursor.is_some();
+        Self {
+            data: p.items,
+            pagination: Pagination {
+                next_cursor: p.next_cursor,
+                has_more,
+            },
+        }
+    }
+}
+
+impl<T> List<T> {
+    /// A complete, bounded collection: one page, nothing more.
+    pub fn all(data: Vec<T>) -> Self {
+        Self {
+            data,
+            pagination: Pagination {
+                next_cursor: None,
+                has_more: false,
+            },
+        }
+    }
+}

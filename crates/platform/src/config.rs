@@ -1,0 +1,334 @@
+//! One typed configuration, loaded once from the environment (and an optional `.env`, read by
+//! the binary before calling [`Config::load`]), validated, then passed explicitly.
+
+use crate::Secret;
+use figment::{
+    Figment,
+    providers::{Env, Serialized},
+};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Every field is read from the upper-cased environment variable of the same name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub log_level: String,
+    /// Unset: readable lines on a terminal, JSON otherwise.
+    pub log_format: Option<LogFormat>,
+    pub database_url: String,
+    pub database_read_url: Option<String>,
+    pub db_read_replica_host: Option<String>,
+    pub db_read_replica_port: Option<u16>,
+    pub db_pool_max: Option<u32>,
+    pub db_pool_min: u32,
+    pub db_read_pool_max: Option<u32>,
+    pub db_statement_timeout: u64,
+    pub db_slow_query_ms: u64,
+    pub migrate_on_start: bool,
+    /// Unset: on for a SQLite database file that does not exist yet, off otherwise.
+    pub seed_on_startup: Option<bool>,
+    #[serde(skip_serializing)]
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl_seconds: u64,
+    pub refresh_token_ttl_days: u64,
+    pub password_reset_ttl_minutes: u64,
+    pub auth_cookies: bool,
+    pub request_timeout_ms: u64,
+    pub shutdown_timeout_seconds: u64,
+    pub audit_retention_days: u32,
+    /// Until SMTP lands, emails are written here as .eml files.
+    pub email_outbox_dir: String,
+    pub email_from: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            log_level: "info".into(),
+            log_format: None,
+            database_url: "sqlite://valuva.db".into(),
+            database_read_url: None,
+            db_read_replica_host: None,
+            db_read_replica_port: None,
+            db_pool_max: None,
+            db_pool_min: 0,
+            db_read_pool_max: None,
+            db_statement_timeout: 30_000,
+            db_slow_query_ms: 1_000,
+            migrate_on_start: true,
+            seed_on_startup: None,
+            jwt_secret: None,
+            access_token_ttl_seconds: 900,
+            refresh_token_ttl_days: 30,
+            password_reset_ttl_minutes: 30,
+            auth_cookies: false,
+            request_timeout_ms: 30_000,
+            shutdown_timeout_seconds: 30,
+            audit_retention_days: 365,
+            email_outbox_dir: "outbox".into(),
+            email_from: "Valuva <no-reply@localhost>".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {var}: {message}")]
+    Invalid { var: String, message: String },
+}
+
+fn invalid(var: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var: var.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Which database engine a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Connection settings for one pool, with the seed's URL query parameters
+/// (`connection_limit`, `pool_timeout`, `connect_timeout`, in seconds) taken off the URL.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub backend: Backend,
+    pub url: Secret,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub slow_query: Duration,
+}
+
+impl Config {
+    /// Reads the process environment over the defaults and validates the result.
+    pub fn load() -> Result<Self, ConfigError> {
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Env::raw())
+            .extract()
+            .map_err(|e| {
+                let var = e
+                    .path
+                    .last()
+                    .map(|k| k.to_uppercase())
+                    .unwrap_or_else(|| "environment".into());
+                invalid(&var, e.kind.to_string())
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.primary_db()?;
+        self.replica_db()?;
+        if let Some(s) = &self.jwt_secret
+            && s.expose().len() < 32
+        {
+            return Err(invalid("JWT_SECRET", "must be at least 32 characters"));
+        }
+        let positive = [
+            ("ACCESS_TOKEN_TTL_SECONDS", self.access_token_ttl_seconds),
+            ("REFRESH_TOKEN_TTL_DAYS", self.refresh_token_ttl_days),
+            (
+                "PASSWORD_RESET_TTL_MINUTES",
+                self.password_reset_ttl_minutes,
+            ),
+            ("REQUEST_TIMEOUT_MS", self.request_timeout_ms),
+            ("DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
+        ];
+        if let Some((var, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(invalid(var, "must be greater than 0"));
+        }
+        if self.db_pool_max == Some(0) {
+            return Err(invalid("DB_POOL_MAX", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        backend_of(&self.database_url).unwrap_or(Backend::Sqlite)
+    }
+
+    pub fn primary_db(&self) -> Result<DatabaseSettings, ConfigError> {
+        self.db_settings("DATABASE_URL", &self.database_url, self.db_pool_max)
+    }
+
+    /// The read replica, from `DATABASE_READ_URL` or from the primary URL with
+    /// `DB_READ_REPLICA_HOST`/`DB_READ_REPLICA_PORT` swapped in. `None`: reads use the primary.
+    pub fn replica_db(&self) -> Result<Option<DatabaseSettings>, ConfigError> {
+        let max = self.db_read_pool_max.or(self.db_pool_max);
+        if let Some(url) = &self.database_read_url {
+            return self.db_settings("DATABASE_READ_URL", url, max).map(Some);
+        }
+        let Some(host) = &self.db_read_replica_host else {
+            return Ok(None);
+        };
+        let mut url = url::Url::parse(&self.database_url)
+            .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        url.set_host(Some(host))
+            .map_err(|e| invalid("DB_READ_REPLICA_HOST", e.to_string()))?;
+        if let Some(port) = self.db_read_replica_port {
+            url.set_port(Some(port))
+                .map_err(|_| invalid("DB_READ_REPLICA_PORT", "cannot be set on this URL"))?;
+        }
+        self.db_settings("DB_READ_REPLICA_HOST", url.as_str(), max)
+            .map(Some)
+    }
+
+    fn db_settings(
+        &self,
+        var: &str,
+        raw: &str,
+        max: Option<u32>,
+    ) -> Result<DatabaseSettings, ConfigError> {
+        let backend = backend_of(raw)
+            .ok_or_else(|| invalid(var, "must start with sqlite:// or postgres://"))?;
+        let mut url = url::Url::parse(raw).map_err(|e| invalid(var, e.to_string()))?;
+        let mut limit = None;
+        let mut pool_timeout = 10;
+        let mut connect_timeout = 10;
+        let mut keep = Vec::new();
+        for (k, v) in url.query_pairs() {
+            let secs = || {
+                v.parse::<u64>().map_err(|_| {
+                    invalid(var, format!("query parameter {k} must be a whole number"))
+                })
+            };
+            match k.as_ref() {
+                "connection_limit" => limit = Some(secs()? as u32),
+                "pool_timeout" => pool_timeout = secs()?,
+                "connect_timeout" => connect_timeout = secs()?,
+                _ => keep.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        url.set_query(None);
+        if !keep.is_empty() {
+            url.query_pairs_mut().extend_pairs(keep);
+        }
+        let default_max = match backend {
+            // One writer at a time anyway; a few readers beside it in WAL mode.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 20,
+        };
+        Ok(DatabaseSettings {
+            backend,
+            url: Secret::new(url.to_string()),
+            max_connections: limit.or(max).unwrap_or(default_max).max(1),
+            min_connections: self.db_pool_min,
+            acquire_timeout: Duration::from_secs(pool_timeout.max(1)),
+            connect_timeout: Duration::from_secs(connect_timeout.max(1)),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout),
+            slow_query: Duration::from_millis(self.db_slow_query_ms),
+        })
+    }
+
+    pub fn bind_addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The SQLite database file, when the primary is a SQLite file (not `:memory:`).
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        let rest = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && !path.contains(":memory:")).then(|| path.into())
+    }
+}
+
+fn backend_of(url: &str) -> Option<Backend> {
+    if url.starts_with("sqlite:") {
+        Some(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(Backend::Postgres)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_query_parameters_become_pool_settings() {
+        let cfg = Config {
+            database_url: "postgres://u@h:5432/db?connection_limit=7&pool_timeout=3&connect_timeout=2&sslmode=disable".into(),
+            ..Config::default()
+        };
+        let db = cfg.primary_db().unwrap();
+        assert_eq!(db.max_connections, 7);
+        assert_eq!(db.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(db.connect_timeout, Duration::from_secs(2));
+        assert_eq!(db.url.expose(), "postgres://u@h:5432/db?sslmode=disable");
+    }
+
+    #[test]
+    fn replica_from_host_and_port() {
+        let cfg = Config {
+            database_url: "postgres://u@primary:5432/db".into(),
+            db_read_replica_host: Some("replica".into()),
+            db_read_replica_port: Some(5433),
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.replica_db().unwrap().unwrap().url.expose(),
+            "postgres://u@replica:5433/db"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cfg = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("DATABASE_URL")
+        );
+        let cfg = Config {
+            jwt_secret: Some(Secret::new("short")),
+            ..Config::default()
+        };
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("JWT_SECRET")
+        );
+    }
+
+    #[test]
+    fn sqlite_path() {
+        let cfg = Config::default();
+        assert_eq!(
+            cfg.sqlite_path().unwrap(),
+            std::path::PathBuf::from("valuva.db")
+        );
+        let cfg = Config {
+            database_url: "sqlite::memory:".into(),
+            ..Config::default()
+        };
+        assert!(cfg.sqlite_path().is_none());
+    }
+}

@@ -1,0 +1,12 @@
+//! Services: one module per bounded context. A service owns its tables and its transactions;
+//! nothing here knows about HTTP.
+
+pub mod audit;
+pub mod context;
+pub mod error;
+pub mod identity;
+pub mod notifications;
+pub mod pagination;
+
+pub use context::{Actor, RequestMeta};
+pub use error::{FieldError, ServiceError, ServiceResult};

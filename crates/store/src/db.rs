@@ -1,0 +1,157 @@
+use platform::config::{Backend, DatabaseSettings};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqlErr, TransactionOptions, TransactionTrait, sqlx,
+};
+use sea_orm_migration::MigratorTrait;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] DbErr),
+    #[error("migration failed: {0}")]
+    Migrate(#[source] DbErr),
+}
+
+/// The application's database: a primary pool for writes and consistent reads, and a replica
+/// pool for reads that tolerate staleness (the primary again when no replica is configured).
+#[derive(Clone, Debug)]
+pub struct Db {
+    primary: DatabaseConnection,
+    replica: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Db {
+    pub async fn connect(
+        primary: &DatabaseSettings,
+        replica: Option<&DatabaseSettings>,
+    ) -> Result<Self, StoreError> {
+        let p = connect_pool(primary).await?;
+        let r = match replica {
+            Some(settings) => connect_pool(settings).await?,
+            None => p.clone(),
+        };
+        Ok(Self {
+            primary: p,
+            replica: r,
+            backend: primary.backend,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Writes and reads that must see the latest committed state.
+    pub fn primary(&self) -> &DatabaseConnection {
+        &self.primary
+    }
+
+    /// Reads that may be slightly stale.
+    pub fn replica(&self) -> &DatabaseConnection {
+        &self.replica
+    }
+
+    /// A read-write transaction. SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up front
+    /// and two writers never deadlock upgrading a read lock. PostgreSQL: READ COMMITTED; row locks
+    /// and conditional updates carry the invariants.
+    pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.primary.begin_with_options(self.tx_options(None)).await
+    }
+
+    /// A SERIALIZABLE transaction on PostgreSQL (`BEGIN IMMEDIATE` on SQLite, which serialises
+    /// writers anyway). Callers retry on [`is_retryable`].
+    pub async fn begin_serializable(&self) -> Result<DatabaseTransaction, DbErr> {
+        let level =
+            (self.backend == Backend::Postgres).then_some(sea_orm::IsolationLevel::Serializable);
+        self.primary
+            .begin_with_options(self.tx_options(level))
+            .await
+    }
+
+    fn tx_options(&self, isolation_level: Option<sea_orm::IsolationLevel>) -> TransactionOptions {
+        TransactionOptions {
+            isolation_level,
+            access_mode: None,
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
+                .then_some(sea_orm::SqliteTransactionMode::Immediate),
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        crate::migrations::Migrator::up(&self.primary, None)
+            .await
+            .map_err(StoreError::Migrate)
+    }
+
+    /// Number of migrations not yet applied (0 = schema is current).
+    pub async fn pending_migrations(&self) -> Result<usize, DbErr> {
+        Ok(
+            crate::migrations::Migrator::get_pending_migrations(&self.primary)
+                .await?
+                .len(),
+        )
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.primary.ping().await
+    }
+
+    pub async fn close(self) {
+        let _ = self.replica.close_by_ref().await;
+        let _ = self.primary.close_by_ref().await;
+    }
+
+    pub async fn execute_raw(&self, sql: &str) -> Result<(), DbErr> {
+        self.primary.execute_unprepared(sql).await.map(|_| ())
+    }
+}
+
+async fn connect_pool(s: &DatabaseSettings) -> Result<DatabaseConnection, StoreError> {
+    let mut opt = ConnectOptions::new(s.url.expose().to_owned());
+    opt.max_connections(s.max_connections)
+        .min_connections(s.min_connections.min(s.max_connections))
+        .acquire_timeout(s.acquire_timeout)
+        .connect_timeout(s.connect_timeout)
+        .idle_timeout(Duration::from_secs(600))
+        .sqlx_logging(true)
+        .sqlx_logging_level(log::LevelFilter::Trace)
+        .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, s.slow_query);
+    match s.backend {
+        Backend::Postgres => {
+            opt.statement_timeout(s.statement_timeout);
+        }
+        Backend::Sqlite => {
+            let busy = s.acquire_timeout.max(Duration::from_secs(5));
+            opt.map_sqlx_sqlite_opts(move |o| {
+                o.create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(busy)
+            });
+        }
+    }
+    Database::connect(opt).await.map_err(StoreError::Connect)
+}
+
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// PostgreSQL serialization failure (40001) or deadlock (40P01), or SQLite busy: the
+/// transaction did nothing and may simply run again.
+pub fn is_retryable(err: &DbErr) -> bool {
+    let msg = err.to_string();
+    [
+        "40001",
+        "40P01",
+        "could not serialize",
+        "deadlock detected",
+        "database is locked",
+    ]
+    .iter()
+    .any(|needle| msg.contains(needle))
+}

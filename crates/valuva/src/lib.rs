@@ -1,0 +1,188 @@
+//! Composition root: builds every piece from the configuration and wires them together.
+//! `main.rs` is the CLI; integration tests call [`Application::build`] directly.
+
+use anyhow::Context;
+use http_api::AppState;
+use platform::{Config, Secret, config::Backend};
+use services::{
+    identity::{IdentityService, TokenIssuer, TokenSettings},
+    notifications::Mailer,
+    pagination::CursorCodec,
+};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use store::Db;
+use tokio::net::TcpListener;
+
+pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
+    let primary = config.primary_db()?;
+    let replica = config.replica_db()?;
+    Db::connect(&primary, replica.as_ref())
+        .await
+        .context("connecting to the database")
+}
+
+/// `JWT_SECRET`, or in the embedded default a secret generated once and kept beside the
+/// SQLite file. Several instances on PostgreSQL must share one, so there it is required.
+pub fn resolve_jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(s) = &config.jwt_secret {
+        return Ok(s.clone());
+    }
+    if config.backend() == Backend::Postgres {
+        anyhow::bail!(
+            "invalid configuration: JWT_SECRET: required when DATABASE_URL is PostgreSQL (all instances must share it)"
+        );
+    }
+    let Some(db_path) = config.sqlite_path() else {
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random secret for this in-memory database; sessions end at restart"
+        );
+        return Ok(Secret::new(hex::encode(rand::random::<[u8; 32]>())));
+    };
+    let path = db_path.with_extension("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let s = existing.trim().to_owned();
+        if s.len() >= 32 {
+            return Ok(Secret::new(s));
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated one and stored it beside the database; set JWT_SECRET in production");
+    Ok(Secret::new(secret))
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(content.as_bytes())
+}
+
+/// Everything the services need, built from config.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = connect_db(&config).await?;
+    if config.migrate_on_start {
+        db.migrate().await?;
+    }
+    let secret = resolve_jwt_secret(&config)?;
+    let tokens = TokenIssuer::new(
+        secret.expose().as_bytes(),
+        TokenSettings {
+            access_ttl_seconds: config.access_token_ttl_seconds,
+            refresh_ttl_days: config.refresh_token_ttl_days,
+        },
+    );
+    let mailer = Mailer::outbox(&config.email_outbox_dir, &config.email_from);
+    let identity = IdentityService::new(
+        db.clone(),
+        tokens,
+        mailer,
+        config.password_reset_ttl_minutes,
+    );
+    let cursors = CursorCodec::new(secret.expose().as_bytes());
+    Ok(AppState::new(Arc::new(config), db, identity, cursors))
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = config.bind_addr();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let state = build_state(config).await?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, marks the instance not ready,
+    /// and lets in-flight requests finish within SHUTDOWN_TIMEOUT_SECONDS.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let grace = Duration::from_secs(state.config.shutdown_timeout_seconds);
+        let app =
+            http_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let marker = state.clone();
+        let signal = async move {
+            shutdown.await;
+            marker.begin_shutdown();
+            tracing::info!("shutdown requested: draining in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let serving = tokio::spawn(async move { server.await });
+        let _ = stopping_rx.await;
+        match tokio::time::timeout(grace, serving).await {
+            Ok(joined) => joined??,
+            Err(_) => tracing::warn!(
+                seconds = grace.as_secs(),
+                "shutdown grace period over; dropping remaining connections"
+            ),
+        }
+        state.db.clone().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// A minimal HTTP/1.1 GET over loopback: true on a 200. Kept dependency-free so the health
+/// check binary path stays small.
+pub async fn healthcheck(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.ok()?;
+        Some(buf.starts_with(b"HTTP/1.1 200"))
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
