@@ -34,8 +34,6 @@ pub struct Config {
     pub db_statement_timeout: u64,
     pub db_slow_query_ms: u64,
     pub migrate_on_start: bool,
-    /// Unset: on for a SQLite database file that does not exist yet, off otherwise.
-    pub seed_on_startup: Option<bool>,
     #[serde(skip_serializing)]
     pub jwt_secret: Option<Secret>,
     pub access_token_ttl_seconds: u64,
@@ -67,7 +65,6 @@ impl Default for Config {
             db_statement_timeout: 30_000,
             db_slow_query_ms: 1_000,
             migrate_on_start: true,
-            seed_on_startup: None,
             jwt_secret: None,
             access_token_ttl_seconds: 900,
             refresh_token_ttl_days: 30,

@@ -1,0 +1,13 @@
+//! End-to-end tests over HTTP against a real database. Each test gets a fresh database:
+//! a temporary SQLite file by default, or — when `TEST_DATABASE_URL` points at PostgreSQL — a
+//! newly created PostgreSQL database that is dropped afterwards. `.ci/run` runs the suite once
+//! per backend.
+
+mod support;
+
+mod audit;
+mod auth;
+mod cli;
+mod errors;
+mod me;
+mod roles;

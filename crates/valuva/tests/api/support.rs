@@ -1,0 +1,262 @@
+use platform::{Config, Secret};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running server on a random loopback port with its own fresh database.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub state: http_api::AppState,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    pg_cleanup: Option<(String, String)>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+pub fn pg_base() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+}
+
+/// Creates a uniquely named PostgreSQL database and returns (admin URL, database URL, name).
+pub async fn create_pg_database(base: &str) -> (String, String) {
+    use sea_orm::{ConnectionTrait, Database};
+    let name = format!("valuva_test_{}", uuid::Uuid::now_v7().simple());
+    let admin = Database::connect(base)
+        .await
+        .expect("TEST_DATABASE_URL reachable");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let _ = admin.close().await;
+    let mut url = url_without_path(base);
+    url.push('/');
+    url.push_str(&name);
+    (url, name)
+}
+
+fn url_without_path(base: &str) -> String {
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    match base[scheme_end..].find('/') {
+        Some(i) => base[..scheme_end + i].to_owned(),
+        None => base.to_owned(),
+    }
+}
+
+pub fn drop_pg_database(base: String, name: String) {
+    // Drop runs outside any runtime that could still be polled: use a thread of its own.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sea_orm::{ConnectionTrait, Database};
+            if let Ok(admin) = Database::connect(&base).await {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            }
+        });
+    })
+    .join();
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg_cleanup) = match pg_base() {
+            Some(base) => {
+                let (url, name) = create_pg_database(&base).await;
+                (url, Some((base, name)))
+            }
+            None => (
+                format!("sqlite://{}", dir.path().join("valuva.db").display()),
+                None,
+            ),
+        };
+        let mut config = Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            database_url,
+            jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret!")),
+            email_outbox_dir: dir.path().join("outbox").display().to_string(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        config.validate().expect("test config is valid");
+        let app = valuva::Application::build(config.clone())
+            .await
+            .expect("app builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base: format!("http://{addr}"),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            state,
+            config,
+            dir,
+            pg_cleanup,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn req(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let r = self.client.request(method, self.url(path));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.req(Method::GET, path, token).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.req(Method::POST, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.req(Method::PATCH, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        self.req(Method::DELETE, path, token).send().await.unwrap()
+    }
+
+    /// Registers a customer and returns the session body.
+    pub async fn register(&self, email: &str) -> Value {
+        let res = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.unwrap()
+    }
+
+    pub async fn customer_token(&self, email: &str) -> String {
+        self.register(email).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A user with the given role (created through the service, as the CLI does), logged in.
+    pub async fn token_with_role(&self, email: &str, role: domain::Role) -> (String, uuid::Uuid) {
+        let meta = services::RequestMeta::system();
+        let user = self
+            .state
+            .identity
+            .create_admin(&meta, email, PASSWORD)
+            .await
+            .unwrap();
+        if role != domain::Role::Admin {
+            self.state
+                .identity
+                .set_role(&meta, user.id, role)
+                .await
+                .unwrap();
+        }
+        let res = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        (body["access_token"].as_str().unwrap().to_owned(), user.id)
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token_with_role("admin@example.com", domain::Role::Admin)
+            .await
+            .0
+    }
+
+    /// Row count of a table, to prove a rejected request wrote nothing.
+    pub async fn count(&self, table: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let conn = self.state.db.primary();
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                conn.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        self.state.db.execute_raw(sql).await.unwrap();
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        PathBuf::from(&self.config.email_outbox_dir)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some((base, name)) = self.pg_cleanup.take() {
+            drop_pg_database(base, name);
+        }
+    }
+}
+
+/// Asserts a problem+json answer with the given status and code; returns the body.
+pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status, "status");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(ct, "application/problem+json");
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], code, "problem code in {body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+    body
+}
