@@ -3,6 +3,7 @@
 
 mod address;
 mod audit;
+mod catalog;
 mod email;
 mod identity;
 mod money;
@@ -10,9 +11,10 @@ mod slug;
 
 pub use address::{Address, AddressInput, CountryCode};
 pub use audit::AuditAction;
+pub use catalog::{Availability, ProductStatus, Sku, fold_for_search};
 pub use email::Email;
 pub use identity::{Password, Role};
-pub use money::{Currency, Money, MoneyDto};
+pub use money::{Currency, Money};
 pub use slug::Slug;
 
 /// Why a raw value was refused. The message is safe to show to the client; the caller names

@@ -1,5 +1,4 @@
 use crate::ParseError;
-use serde::{Deserialize, Serialize};
 
 /// An ISO-4217 currency this shop can price in, with its number of minor units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,14 +88,6 @@ pub struct Money {
     currency: Currency,
 }
 
-/// The wire shape of money: `{"amount": 1999, "currency": "EUR"}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct MoneyDto {
-    pub amount: i64,
-    pub currency: String,
-}
-
 impl Money {
     /// Prices are never negative; a zero price (a free gift) is allowed.
     pub fn price(amount: i64, currency: Currency) -> Result<Self, ParseError> {
@@ -104,10 +95,6 @@ impl Money {
             return Err(ParseError::new("amount must not be negative"));
         }
         Ok(Self { amount, currency })
-    }
-
-    pub fn parse(dto: &MoneyDto) -> Result<Self, ParseError> {
-        Self::price(dto.amount, Currency::parse(&dto.currency)?)
     }
 
     pub fn zero(currency: Currency) -> Self {
@@ -139,13 +126,6 @@ impl Money {
             amount: self.amount.checked_mul(qty)?,
             currency: self.currency,
         })
-    }
-
-    pub fn to_dto(self) -> MoneyDto {
-        MoneyDto {
-            amount: self.amount,
-            currency: self.currency.code.to_owned(),
-        }
     }
 }
 

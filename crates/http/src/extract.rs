@@ -227,3 +227,22 @@ fn meta_of(parts: &Parts) -> RequestMeta {
             .map(|r| r.0.clone()),
     }
 }
+
+/// The `Idempotency-Key` header, if sent (validated by the service).
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.headers.get("idempotency-key") {
+            None => Ok(Self(None)),
+            Some(v) => v.to_str().map(|s| Self(Some(s.to_owned()))).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be visible ASCII",
+                )
+            }),
+        }
+    }
+}

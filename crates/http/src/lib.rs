@@ -14,7 +14,7 @@ use axum::{
     response::IntoResponse,
 };
 use problem::ApiError;
-use routes::{admin, auth, me, ops};
+use routes::{admin, admin_catalog as ac, auth, catalog, me, ops};
 use std::time::Duration;
 use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
 use utoipa::{
@@ -31,7 +31,7 @@ pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
 #[openapi(
     info(title = "Valuva", description = "Headless e-commerce API. Errors are application/problem+json (RFC 9457)."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "me"), (name = "admin"), (name = "ops"))
+    tags((name = "catalog"), (name = "auth"), (name = "me"), (name = "admin"), (name = "admin-catalog"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -73,6 +73,22 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::list_users))
         .routes(routes!(admin::patch_user))
         .routes(routes!(admin::audit_logs))
+        .routes(routes!(catalog::categories))
+        .routes(routes!(catalog::category))
+        .routes(routes!(catalog::products))
+        .routes(routes!(catalog::product))
+        .routes(routes!(ac::list_products, ac::create_product))
+        .routes(routes!(
+            ac::get_product,
+            ac::patch_product,
+            ac::delete_product
+        ))
+        .routes(routes!(ac::add_variant))
+        .routes(routes!(ac::patch_variant, ac::delete_variant))
+        .routes(routes!(ac::adjust_inventory))
+        .routes(routes!(ac::movements))
+        .routes(routes!(ac::list_categories, ac::create_category))
+        .routes(routes!(ac::patch_category, ac::delete_category))
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and printed by `valuva openapi`.

@@ -1,5 +1,8 @@
 use platform::Config;
-use services::{identity::IdentityService, pagination::CursorCodec};
+use services::{
+    catalog::CatalogService, identity::IdentityService, inventory::InventoryService,
+    pagination::CursorCodec,
+};
 use std::{
     sync::{
         Arc,
@@ -15,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub identity: IdentityService,
+    pub catalog: CatalogService,
+    pub inventory: InventoryService,
     pub cursors: CursorCodec,
     pub started: Instant,
     shutting_down: Arc<AtomicBool>,
@@ -27,10 +32,19 @@ impl AppState {
         identity: IdentityService,
         cursors: CursorCodec,
     ) -> Self {
+        let catalog = CatalogService::new(
+            db.clone(),
+            cursors.clone(),
+            config.low_stock_threshold,
+            config.expose_stock_counts,
+        );
+        let inventory = InventoryService::new(db.clone(), cursors.clone());
         Self {
             config,
             db,
             identity,
+            catalog,
+            inventory,
             cursors,
             started: Instant::now(),
             shutting_down: Arc::new(AtomicBool::new(false)),

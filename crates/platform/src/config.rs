@@ -46,6 +46,12 @@ pub struct Config {
     /// Until SMTP lands, emails are written here as .eml files.
     pub email_outbox_dir: String,
     pub email_from: String,
+    /// Storefront shows "low stock" at or below this many units.
+    pub low_stock_threshold: i64,
+    /// Show exact stock counts on the storefront (admin views always do).
+    pub expose_stock_counts: bool,
+    /// Unset: on for a SQLite database file that does not exist yet, off otherwise.
+    pub seed_on_startup: Option<bool>,
 }
 
 impl Default for Config {
@@ -75,6 +81,9 @@ impl Default for Config {
             audit_retention_days: 365,
             email_outbox_dir: "outbox".into(),
             email_from: "Valuva <no-reply@localhost>".into(),
+            low_stock_threshold: 5,
+            expose_stock_counts: false,
+            seed_on_startup: None,
         }
     }
 }

@@ -2,11 +2,15 @@
 //! nothing here knows about HTTP.
 
 pub mod audit;
+pub mod catalog;
 pub mod context;
 pub mod error;
+pub mod idempotency;
 pub mod identity;
+pub mod inventory;
 pub mod notifications;
 pub mod pagination;
+pub mod seed;
 
 pub use context::{Actor, RequestMeta};
 pub use error::{FieldError, ServiceError, ServiceResult};

@@ -155,3 +155,10 @@ pub fn is_retryable(err: &DbErr) -> bool {
     .iter()
     .any(|needle| msg.contains(needle))
 }
+
+impl Db {
+    /// The backend's full-text search for products.
+    pub fn product_search(&self) -> &'static dyn crate::search::ProductSearch {
+        crate::search::product_search(self.backend)
+    }
+}

@@ -4,6 +4,7 @@
 pub mod db;
 pub mod entities;
 pub mod migrations;
+pub mod search;
 
 pub use db::{Db, StoreError, is_unique_violation};
 pub use platform::config::Backend;

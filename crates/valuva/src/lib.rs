@@ -62,6 +62,8 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
 
 /// Everything the services need, built from config.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    // Decided before connecting, which creates the file.
+    let fresh_sqlite = config.sqlite_path().is_some_and(|p| !p.exists());
     let db = connect_db(&config).await?;
     if config.migrate_on_start {
         db.migrate().await?;
@@ -82,7 +84,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.password_reset_ttl_minutes,
     );
     let cursors = CursorCodec::new(secret.expose().as_bytes());
-    Ok(AppState::new(Arc::new(config), db, identity, cursors))
+    let seed = config.seed_on_startup.unwrap_or(fresh_sqlite);
+    let state = AppState::new(Arc::new(config), db, identity, cursors);
+    if seed {
+        let n = services::seed::demo(&state.db, &state.catalog)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the demo catalog: {e}"))?;
+        if n > 0 {
+            tracing::info!(products = n, "demo catalog created");
+        }
+    }
+    Ok(state)
 }
 
 pub struct Application {

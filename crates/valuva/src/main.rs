@@ -36,6 +36,26 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Load data: the demo catalog (default) or N synthetic products for benchmarks.
+    Seed {
+        /// Bulk-load this many synthetic products (two variants each) instead of the demo.
+        #[arg(long)]
+        products: Option<u64>,
+        /// Products per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+    },
+    /// The inventory ledger.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Check that every variant's movements add up to its stock plus reservations.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +149,59 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             match state.identity.create_admin(&meta, &email, &password).await {
                 Ok(user) => println!("admin {} ({})", user.email, user.id),
                 Err(e) => anyhow::bail!("{}", describe(e)),
+            }
+        }
+        Command::Seed { products: None, .. } => {
+            let state = valuva::build_state(config).await?;
+            let n = services::seed::demo(&state.db, &state.catalog)
+                .await
+                .map_err(|e| anyhow::anyhow!(describe(e)))?;
+            println!("demo catalog: {n} products created");
+        }
+        Command::Seed {
+            products: Some(n),
+            batch,
+        } => {
+            let db = valuva::connect_db(&config).await?;
+            db.migrate().await?;
+            let bar = indicatif::ProgressBar::new(n);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} products  {per_sec}  eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let started = std::time::Instant::now();
+            let done = services::seed::bulk(&db, n, batch.clamp(1, 5000), |d| bar.set_position(d))
+                .await
+                .map_err(|e| anyhow::anyhow!(describe(e)))?;
+            bar.finish();
+            let secs = started.elapsed().as_secs_f64();
+            // Each product is 1 product row, 1 category link, 2 variants and 2 ledger rows.
+            println!(
+                "seeded {done} products ({} rows) in {secs:.1} s: {:.0} products/s, {:.0} rows/s",
+                done * 6,
+                done as f64 / secs,
+                (done * 6) as f64 / secs
+            );
+        }
+        Command::Inventory {
+            command: InventoryCommand::Verify,
+        } => {
+            let db = valuva::connect_db(&config).await?;
+            let bad = services::inventory::verify(&db)
+                .await
+                .map_err(|e| anyhow::anyhow!(describe(e)))?;
+            if bad.is_empty() {
+                println!("inventory ledger OK: every variant's movements match its stock");
+            } else {
+                for m in &bad {
+                    println!(
+                        "MISMATCH {}: ledger {} != stock {} + reserved {}",
+                        m.sku, m.ledger, m.stock, m.reserved
+                    );
+                }
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Audit { command } => {

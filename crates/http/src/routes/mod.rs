@@ -1,5 +1,7 @@
 pub mod admin;
+pub mod admin_catalog;
 pub mod auth;
+pub mod catalog;
 pub mod me;
 pub mod ops;
 

@@ -4,13 +4,17 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_identity_audit;
+mod m0002_catalog;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_identity_audit::Migration)]
+        vec![
+            Box::new(m0001_identity_audit::Migration),
+            Box::new(m0002_catalog::Migration),
+        ]
     }
 }
 

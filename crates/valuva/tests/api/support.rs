@@ -92,6 +92,7 @@ impl TestApp {
             database_url,
             jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret!")),
             email_outbox_dir: dir.path().join("outbox").display().to_string(),
+            seed_on_startup: Some(false),
             ..Config::default()
         };
         tweak(&mut config);

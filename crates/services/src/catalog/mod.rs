@@ -1,0 +1,34 @@
+//! Catalog: categories (a tree), products, variants, listing and search.
+
+mod categories;
+mod listing;
+pub mod model;
+mod products;
+mod rows;
+mod variants;
+
+pub use categories::DeleteCategory;
+pub use listing::{ListingQuery, Sort};
+pub use model::*;
+
+use crate::pagination::CursorCodec;
+use store::Db;
+
+#[derive(Clone)]
+pub struct CatalogService {
+    db: Db,
+    cursors: CursorCodec,
+    low_stock_threshold: i64,
+    expose_stock: bool,
+}
+
+impl CatalogService {
+    pub fn new(db: Db, cursors: CursorCodec, low_stock_threshold: i64, expose_stock: bool) -> Self {
+        Self {
+            db,
+            cursors,
+            low_stock_threshold,
+            expose_stock,
+        }
+    }
+}

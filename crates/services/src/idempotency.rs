@@ -1,0 +1,165 @@
+//! Idempotent POSTs (Stripe's model). The first request with a key claims it; its response is
+//! stored *in the same transaction as the change it made*, so a replay can never re-apply a
+//! change that committed. Same key + different body → 422; same key while the first is still
+//! running → 409; same key afterwards → the first response again.
+
+use crate::{ServiceError, ServiceResult};
+use chrono::{TimeDelta, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use store::{Db, entities::idempotency_keys as keys};
+
+/// A claim left in progress this long belongs to a request that died before committing.
+const ABANDONED_AFTER: TimeDelta = TimeDelta::seconds(60);
+
+/// Either a fresh result or the stored first response for this key.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Fresh(T),
+    Replayed {
+        status: u16,
+        body: serde_json::Value,
+    },
+}
+
+pub struct Claim {
+    scope: String,
+    key: String,
+}
+
+impl Claim {
+    /// Stores the response; call inside the transaction that makes the change.
+    pub async fn complete<C: ConnectionTrait, T: Serialize>(
+        &self,
+        conn: &C,
+        status: u16,
+        response: &T,
+    ) -> ServiceResult<()> {
+        let body = serde_json::to_string(response).map_err(ServiceError::internal)?;
+        keys::Entity::update_many()
+            .col_expr(keys::Column::State, Expr::value("completed"))
+            .col_expr(keys::Column::ResponseStatus, Expr::value(status as i32))
+            .col_expr(keys::Column::ResponseBody, Expr::value(body))
+            .filter(keys::Column::Scope.eq(&self.scope))
+            .filter(keys::Column::Key.eq(&self.key))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Validates a client-supplied key: 1–255 visible ASCII characters.
+pub fn parse_key(raw: &str) -> ServiceResult<String> {
+    let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ServiceError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ))
+    }
+}
+
+/// Runs `op` at most once per (scope, key). Without a key, `op` simply runs.
+pub async fn run<T, F, Fut>(
+    db: &Db,
+    scope: String,
+    key: Option<String>,
+    request: &impl Serialize,
+    op: F,
+) -> ServiceResult<Outcome<T>>
+where
+    F: FnOnce(Option<Claim>) -> Fut,
+    Fut: Future<Output = ServiceResult<T>>,
+{
+    let Some(key) = key else {
+        return op(None).await.map(Outcome::Fresh);
+    };
+    let hash = hex::encode(Sha256::digest(
+        serde_json::to_vec(request).map_err(ServiceError::internal)?,
+    ));
+    let row = keys::ActiveModel {
+        scope: Set(scope.clone()),
+        key: Set(key.clone()),
+        request_hash: Set(hash.clone()),
+        state: Set("in_progress".into()),
+        response_status: Set(None),
+        response_body: Set(None),
+        created_at: Set(Utc::now()),
+    };
+    if let Err(e) = keys::Entity::insert(row)
+        .exec_without_returning(db.primary())
+        .await
+    {
+        if !store::is_unique_violation(&e) {
+            return Err(e.into());
+        }
+        let existing = keys::Entity::find_by_id((scope.clone(), key.clone()))
+            .one(db.primary())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::conflict(
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is in progress",
+                )
+            })?;
+        if existing.request_hash != hash {
+            return Err(ServiceError::Validation(vec![crate::FieldError::new(
+                "Idempotency-Key",
+                "was already used with a different request body",
+            )]));
+        }
+        if existing.state == "completed" {
+            let body = existing
+                .response_body
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_default();
+            return Ok(Outcome::Replayed {
+                status: existing.response_status.unwrap_or(200) as u16,
+                body,
+            });
+        }
+        // Take over a claim whose request died before committing; otherwise it is running.
+        let taken = keys::Entity::update_many()
+            .col_expr(keys::Column::CreatedAt, Expr::value(Utc::now()))
+            .filter(keys::Column::Scope.eq(&scope))
+            .filter(keys::Column::Key.eq(&key))
+            .filter(keys::Column::State.eq("in_progress"))
+            .filter(keys::Column::CreatedAt.lt(Utc::now() - ABANDONED_AFTER))
+            .exec(db.primary())
+            .await?
+            .rows_affected;
+        if taken == 0 {
+            return Err(ServiceError::conflict(
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is in progress",
+            ));
+        }
+    }
+    let claim = Claim {
+        scope: scope.clone(),
+        key: key.clone(),
+    };
+    match op(Some(claim)).await {
+        Ok(v) => Ok(Outcome::Fresh(v)),
+        Err(e) => {
+            // Nothing committed: free the key so the client may retry.
+            let _ = keys::Entity::delete_by_id((scope, key))
+                .exec(db.primary())
+                .await;
+            Err(e)
+        }
+    }
+}
+
+/// Removes keys older than `age` (housekeeping).
+pub async fn purge_older_than(db: &Db, age: TimeDelta) -> ServiceResult<u64> {
+    let res = keys::Entity::delete_many()
+        .filter(keys::Column::CreatedAt.lt(Utc::now() - age))
+        .exec(db.primary())
+        .await?;
+    Ok(res.rows_affected)
+}

@@ -1,0 +1,257 @@
+//! Inventory: stock changes only through here, and every change writes a ledger row (a
+//! movement) in the same transaction. Invariant, checked by [`verify`]:
+//! `sum(movements) == stock + reserved` for every variant.
+
+use crate::{
+    RequestMeta, ServiceError, ServiceResult,
+    audit::{self, Change},
+    idempotency::{self, Outcome},
+    pagination::{CursorCodec, Page, PageRequest},
+};
+use chrono::{DateTime, Utc};
+use domain::AuditAction;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::Serialize;
+use store::{
+    Db,
+    entities::{inventory_movements as mv, variants},
+};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Why stock changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Initial,
+    Adjustment,
+    Sale,
+    Cancellation,
+    Expiry,
+    Restock,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Adjustment => "adjustment",
+            Self::Sale => "sale",
+            Self::Cancellation => "cancellation",
+            Self::Expiry => "expiry",
+            Self::Restock => "restock",
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn record_movement<C: ConnectionTrait>(
+    conn: &C,
+    meta: &RequestMeta,
+    variant_id: Uuid,
+    delta: i64,
+    kind: Kind,
+    reason: &str,
+    stock_after: i64,
+    order_id: Option<Uuid>,
+) -> ServiceResult<Uuid> {
+    let id = domain::new_id();
+    mv::ActiveModel {
+        id: Set(id),
+        variant_id: Set(variant_id),
+        delta: Set(delta),
+        kind: Set(kind.as_str().to_owned()),
+        reason: Set(reason.to_owned()),
+        stock_after: Set(stock_after),
+        actor_id: Set(meta.actor.map(|a| a.id)),
+        order_id: Set(order_id),
+        created_at: Set(Utc::now()),
+    }
+    .insert(conn)
+    .await?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Adjustment {
+    pub variant_id: Uuid,
+    /// Units available after the change.
+    pub stock: i64,
+    pub movement_id: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MovementView {
+    pub id: Uuid,
+    pub variant_id: Uuid,
+    pub delta: i64,
+    pub kind: String,
+    pub reason: String,
+    pub stock_after: i64,
+    pub actor_id: Option<Uuid>,
+    pub order_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct InventoryService {
+    db: Db,
+    cursors: CursorCodec,
+}
+
+impl InventoryService {
+    pub fn new(db: Db, cursors: CursorCodec) -> Self {
+        Self { db, cursors }
+    }
+
+    /// Adds `delta` (negative removes) to a variant's stock with one conditional update: stock
+    /// never goes below zero, whatever runs concurrently.
+    pub async fn adjust(
+        &self,
+        meta: &RequestMeta,
+        variant_id: Uuid,
+        delta: i64,
+        reason: &str,
+        key: Option<String>,
+    ) -> ServiceResult<Outcome<Adjustment>> {
+        let mut errs = crate::error::Errors::default();
+        if delta == 0 || delta.abs() > 1_000_000_000 {
+            errs.push(
+                "delta",
+                "must be a non-zero whole number within ±1000000000",
+            );
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            errs.push("reason", "must be 1-500 characters");
+        }
+        errs.finish()?;
+        let key = key.as_deref().map(idempotency::parse_key).transpose()?;
+        let scope = format!(
+            "inventory:{}:{variant_id}",
+            meta.actor.map(|a| a.id.to_string()).unwrap_or_default()
+        );
+        let request = serde_json::json!({"delta": delta, "reason": reason});
+        idempotency::run(&self.db, scope, key, &request, |claim| async move {
+            let tx = self.db.begin().await?;
+            let changed = variants::Entity::update_many()
+                .col_expr(
+                    variants::Column::Stock,
+                    Expr::col(variants::Column::Stock).add(delta),
+                )
+                .col_expr(variants::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(variants::Column::Id.eq(variant_id))
+                .filter(Expr::col(variants::Column::Stock).add(delta).gte(0))
+                .exec(&tx)
+                .await?
+                .rows_affected;
+            let row = variants::Entity::find_by_id(variant_id)
+                .one(&tx)
+                .await?
+                .ok_or(ServiceError::not_found("variant"))?;
+            if changed == 0 {
+                return Err(ServiceError::conflict(
+                    "insufficient_stock",
+                    format!(
+                        "only {} units in stock; cannot remove {}",
+                        row.stock, -delta
+                    ),
+                ));
+            }
+            let movement_id = record_movement(
+                &tx,
+                meta,
+                variant_id,
+                delta,
+                Kind::Adjustment,
+                reason,
+                row.stock,
+                None,
+            )
+            .await?;
+            let result = Adjustment {
+                variant_id,
+                stock: row.stock,
+                movement_id,
+            };
+            let change = Change::new(AuditAction::Inventory, "variant", variant_id)
+                .old(serde_json::json!({"stock": row.stock - delta}))
+                .new_values(
+                    serde_json::json!({"stock": row.stock, "delta": delta, "reason": reason}),
+                );
+            audit::record(&tx, meta, change).await?;
+            if let Some(c) = &claim {
+                c.complete(&tx, 200, &result).await?;
+            }
+            tx.commit().await?;
+            Ok(result)
+        })
+        .await
+    }
+
+    /// The ledger of one variant, newest first.
+    pub async fn movements(
+        &self,
+        variant_id: Uuid,
+        page: PageRequest,
+    ) -> ServiceResult<Page<MovementView>> {
+        if variants::Entity::find_by_id(variant_id)
+            .one(self.db.replica())
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::not_found("variant"));
+        }
+        let mut q = mv::Entity::find().filter(mv::Column::VariantId.eq(variant_id));
+        if let Some(c) = &page.cursor {
+            let before: Uuid = self.cursors.decode(c)?;
+            q = q.filter(mv::Column::Id.lt(before));
+        }
+        let rows = q
+            .order_by_desc(mv::Column::Id)
+            .limit(page.limit + 1)
+            .all(self.db.replica())
+            .await?;
+        Ok(
+            Page::from_rows(rows, page.limit, &self.cursors, |m| m.id).map(|m| MovementView {
+                id: m.id,
+                variant_id: m.variant_id,
+                delta: m.delta,
+                kind: m.kind,
+                reason: m.reason,
+                stock_after: m.stock_after,
+                actor_id: m.actor_id,
+                order_id: m.order_id,
+                created_at: m.created_at,
+            }),
+        )
+    }
+}
+
+/// A variant whose ledger does not add up.
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct LedgerMismatch {
+    pub sku: String,
+    pub ledger: i64,
+    pub stock: i64,
+    pub reserved: i64,
+}
+
+/// Checks `sum(movements) == stock + reserved` for every variant in one query.
+pub async fn verify(db: &Db) -> ServiceResult<Vec<LedgerMismatch>> {
+    let conn = db.primary();
+    let sql = "SELECT v.sku AS sku, CAST(COALESCE(m.total, 0) AS BIGINT) AS ledger, v.stock AS stock, v.reserved AS reserved
+               FROM variants v
+               LEFT JOIN (SELECT variant_id, SUM(delta) AS total FROM inventory_movements GROUP BY variant_id) m ON m.variant_id = v.id
+               WHERE COALESCE(m.total, 0) <> v.stock + v.reserved
+               ORDER BY v.sku";
+    Ok(
+        LedgerMismatch::find_by_statement(Statement::from_string(conn.get_database_backend(), sql))
+            .all(conn)
+            .await?,
+    )
+}

@@ -1,0 +1,90 @@
+//! Full-text search over products: the one place the two backends differ in query text.
+//! Both take text already folded by `domain::fold_for_search` (lower case, no accents, only
+//! letters, digits and spaces), so the query strings built here cannot inject syntax.
+
+use platform::config::Backend;
+use sea_orm::sea_query::{Expr, SimpleExpr};
+
+pub trait ProductSearch: Send + Sync {
+    /// Condition on `products` rows that match every term.
+    fn matches(&self, folded: &str) -> SimpleExpr;
+    /// Relevance as a float, higher is better; title matches weigh more than description.
+    fn rank(&self, folded: &str) -> SimpleExpr;
+}
+
+/// PostgreSQL: `tsvector` (weights A for title, B for body) with English stemming; every term
+/// also matches as a prefix.
+struct Postgres;
+
+/// SQLite: FTS5 with the unicode61 tokenizer; every term matches as a prefix, ranked by BM25.
+struct Sqlite;
+
+fn terms(folded: &str) -> impl Iterator<Item = &str> {
+    folded.split_whitespace().take(16)
+}
+
+impl Postgres {
+    fn tsquery(folded: &str) -> String {
+        terms(folded)
+            .map(|t| format!("{t}:*"))
+            .collect::<Vec<_>>()
+            .join(" & ")
+    }
+}
+
+impl ProductSearch for Postgres {
+    fn matches(&self, folded: &str) -> SimpleExpr {
+        Expr::cust_with_values(
+            "\"products\".\"search\" @@ to_tsquery('english', ?)",
+            [Self::tsquery(folded)],
+        )
+    }
+    fn rank(&self, folded: &str) -> SimpleExpr {
+        Expr::cust_with_values(
+            "ts_rank(\"products\".\"search\", to_tsquery('english', ?))::float8",
+            [Self::tsquery(folded)],
+        )
+    }
+}
+
+impl Sqlite {
+    fn fts_query(folded: &str) -> String {
+        terms(folded)
+            .map(|t| format!("\"{t}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl ProductSearch for Sqlite {
+    fn matches(&self, folded: &str) -> SimpleExpr {
+        Expr::cust_with_values(
+            "\"products\".rowid IN (SELECT rowid FROM products_fts WHERE products_fts MATCH ?)",
+            [Self::fts_query(folded)],
+        )
+    }
+    fn rank(&self, folded: &str) -> SimpleExpr {
+        Expr::cust_with_values(
+            "(SELECT -bm25(products_fts, 10.0, 1.0) FROM products_fts WHERE products_fts MATCH ? AND products_fts.rowid = \"products\".rowid)",
+            [Self::fts_query(folded)],
+        )
+    }
+}
+
+pub fn product_search(backend: Backend) -> &'static dyn ProductSearch {
+    match backend {
+        Backend::Postgres => &Postgres,
+        Backend::Sqlite => &Sqlite,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings() {
+        assert_eq!(Postgres::tsquery("red shirt"), "red:* & shirt:*");
+        assert_eq!(Sqlite::fts_query("red shirt"), "\"red\"* \"shirt\"*");
+    }
+}
