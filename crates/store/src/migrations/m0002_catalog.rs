@@ -199,14 +199,18 @@ impl MigrationTrait for Migration {
         .await?;
 
         // Full-text search differs per backend: a generated tsvector with a GIN index on
-        // PostgreSQL, an FTS5 index kept in sync by triggers on SQLite.
+        // PostgreSQL (stemmed 'english' lexemes for word forms, unstemmed 'simple' ones so a
+        // typed prefix longer than the stem still matches), an FTS5 index kept in sync by
+        // triggers on SQLite.
         let db = m.get_connection();
         match m.get_database_backend() {
             DbBackend::Postgres => {
                 db.execute_unprepared(
                     "ALTER TABLE products ADD COLUMN search tsvector GENERATED ALWAYS AS (
                         setweight(to_tsvector('english', search_title), 'A') ||
-                        setweight(to_tsvector('english', search_body), 'B')) STORED;
+                        setweight(to_tsvector('simple', search_title), 'A') ||
+                        setweight(to_tsvector('english', search_body), 'B') ||
+                        setweight(to_tsvector('simple', search_body), 'B')) STORED;
                      CREATE INDEX idx_products_search ON products USING GIN (search);",
                 )
                 .await?;

@@ -116,3 +116,61 @@ async fn openapi_migrate_and_healthcheck_commands() {
         .success()
     );
 }
+
+#[tokio::test]
+async fn seed_commands_and_ledger_verification() {
+    let app = TestApp::spawn().await;
+    let out = valuva(&app, &["seed", "--products", "300", "--batch", "128"], &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("seeded 300 products"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(app.count("products").await, 300);
+    assert_eq!(app.count("variants").await, 600);
+    let demo = valuva(&app, &["seed"], &[]);
+    assert!(
+        stdout(&demo).contains("0 products created"),
+        "demo seeding skips a non-empty catalog"
+    );
+    let ok = valuva(&app, &["inventory", "verify"], &[]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    app.exec("UPDATE variants SET stock = stock + 1 WHERE id IN (SELECT id FROM variants ORDER BY id LIMIT 1)").await;
+    let bad = valuva(&app, &["inventory", "verify"], &[]);
+    assert!(!bad.status.success());
+    assert!(stdout(&bad).contains("MISMATCH SYN-"), "{}", stdout(&bad));
+}
+
+#[tokio::test]
+async fn a_fresh_embedded_database_gets_the_demo_catalog() {
+    let app = TestApp::spawn_with(|c| c.seed_on_startup = Some(true)).await;
+    let page: serde_json::Value = app
+        .get("/api/v1/products?limit=100", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let n = page["data"].as_array().unwrap().len();
+    assert!((40..=60).contains(&n), "{n} demo products");
+    let tree: serde_json::Value = app
+        .get("/api/v1/categories", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tree["data"].as_array().unwrap().len(), 3);
+    assert!(
+        services::inventory::verify(&app.state.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        services::audit::verify(&app.state.db)
+            .await
+            .unwrap()
+            .first_problem,
+        None
+    );
+}

@@ -24,7 +24,56 @@ async fn json_endpoints(app: &TestApp) -> Vec<(Method, String, Option<String>)> 
         .unwrap()
         .to_owned();
     let addr_path = format!("/api/v1/me/addresses/{}", addr["id"].as_str().unwrap());
+    let p: serde_json::Value = app
+        .post(
+            "/api/v1/admin/products",
+            Some(&admin),
+            crate::catalog::product("Target", "TGT-1", 100),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (pid, vid) = (
+        p["id"].as_str().unwrap().to_owned(),
+        p["variants"][0]["id"].as_str().unwrap().to_owned(),
+    );
+    let c: serde_json::Value = app
+        .post(
+            "/api/v1/admin/categories",
+            Some(&admin),
+            json!({"name": "Target"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cid = c["id"].as_str().unwrap().to_owned();
+    let a = Some(admin.clone());
     vec![
+        (Method::POST, "/api/v1/admin/products".into(), a.clone()),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/products/{pid}"),
+            a.clone(),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/products/{pid}/variants"),
+            a.clone(),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/products/{pid}/variants/{vid}"),
+            a.clone(),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/variants/{vid}/inventory"),
+            a.clone(),
+        ),
+        (Method::POST, "/api/v1/admin/categories".into(), a.clone()),
+        (Method::PATCH, format!("/api/v1/admin/categories/{cid}"), a),
         (Method::POST, "/api/v1/auth/register".into(), None),
         (Method::POST, "/api/v1/auth/login".into(), None),
         (Method::POST, "/api/v1/auth/refresh".into(), None),

@@ -7,7 +7,11 @@ mod support;
 
 mod audit;
 mod auth;
+mod catalog;
+mod catalog_input;
 mod cli;
 mod errors;
+mod inventory;
 mod me;
+mod pagination;
 mod roles;
