@@ -12,13 +12,7 @@ impl CountryCode {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let b = raw.as_bytes();
         let known = b.len() == 2 && COUNTRIES.as_bytes().chunks(2).any(|c| c == b);
-        if known {
-            Ok(Self([b[0], b[1]]))
-        } else {
-            Err(ParseError::new(
-                "must be an ISO-3166 alpha-2 country code, e.g. DE",
-            ))
-        }
+        if known { Ok(Self([b[0], b[1]])) } else { Err(ParseError::new("must be an ISO-3166 alpha-2 country code, e.g. DE")) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -52,20 +46,12 @@ pub struct Address {
     pub phone: Option<String>,
 }
 
-fn text(
-    field: &'static str,
-    raw: &str,
-    max: usize,
-    errors: &mut Vec<(&'static str, ParseError)>,
-) -> String {
+fn text(field: &'static str, raw: &str, max: usize, errors: &mut Vec<(&'static str, ParseError)>) -> String {
     let v = raw.trim();
     if v.is_empty() {
         errors.push((field, ParseError::new("must not be empty")));
     } else if v.chars().count() > max || v.chars().any(char::is_control) {
-        errors.push((
-            field,
-            ParseError::new(format!("must be at most {max} printable characters")),
-        ));
+        errors.push((field, ParseError::new(format!("must be at most {max} printable characters"))));
     }
     v.to_owned()
 }
@@ -76,40 +62,18 @@ impl Address {
         let mut errors = Vec::new();
         let name = text("name", &input.name, 200, &mut errors);
         let line1 = text("line1", &input.line1, 200, &mut errors);
-        let line2 = input
-            .line2
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| text("line2", s, 200, &mut errors));
+        let line2 = input.line2.as_deref().filter(|s| !s.trim().is_empty()).map(|s| text("line2", s, 200, &mut errors));
         let city = text("city", &input.city, 100, &mut errors);
         let postal_code = text("postal_code", &input.postal_code, 20, &mut errors);
-        let phone = input
-            .phone
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| text("phone", s, 32, &mut errors));
+        let phone = input.phone.as_deref().filter(|s| !s.trim().is_empty()).map(|s| text("phone", s, 32, &mut errors));
         if let Some(p) = &phone
-            && !p
-                .chars()
-                .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+            && !p.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
         {
-            errors.push((
-                "phone",
-                ParseError::new("must contain only digits, spaces and + - ( ) ."),
-            ));
+            errors.push(("phone", ParseError::new("must contain only digits, spaces and + - ( ) .")));
         }
-        let country =
-            CountryCode::parse(input.country.trim()).map_err(|e| errors.push(("country", e)));
+        let country = CountryCode::parse(input.country.trim()).map_err(|e| errors.push(("country", e)));
         match country {
-            Ok(country) if errors.is_empty() => Ok(Self {
-                name,
-                line1,
-                line2,
-                city,
-                postal_code,
-                country,
-                phone,
-            }),
+            Ok(country) if errors.is_empty() => Ok(Self { name, line1, line2, city, postal_code, country, phone }),
             _ => Err(errors),
         }
     }
@@ -121,10 +85,7 @@ mod tests {
 
     #[test]
     fn address_validation_reports_every_field() {
-        let bad = AddressInput {
-            country: "XX".into(),
-            ..Default::default()
-        };
+        let bad = AddressInput { country: "XX".into(), ..Default::default() };
         let errs = Address::parse(&bad).unwrap_err();
         let fields: Vec<_> = errs.iter().map(|(f, _)| *f).collect();
         assert_eq!(fields, ["name", "line1", "city", "postal_code", "country"]);

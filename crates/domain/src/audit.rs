@@ -47,9 +47,6 @@ impl AuditAction {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str().eq_ignore_ascii_case(raw))
-            .ok_or_else(|| ParseError::new("unknown audit action"))
+        Self::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(raw)).ok_or_else(|| ParseError::new("unknown audit action"))
     }
 }

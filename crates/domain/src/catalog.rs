@@ -9,17 +9,8 @@ pub struct Sku(String);
 impl Sku {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let s = raw.trim().to_ascii_uppercase();
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err(ParseError::new(
-                "must be 1-64 letters, digits, '-', '_' or '.'",
-            ))
-        }
+        let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if ok { Ok(Self(s)) } else { Err(ParseError::new("must be 1-64 letters, digits, '-', '_' or '.'")) }
     }
 
     pub fn as_str(&self) -> &str {

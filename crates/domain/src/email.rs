@@ -16,9 +16,7 @@ impl Email {
             && !domain.starts_with(['.', '-'])
             && !domain.ends_with(['.', '-'])
             && !domain.contains("..")
-            && domain
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+            && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
         if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
             return Err(bad());
         }
@@ -42,20 +40,8 @@ mod tests {
 
     #[test]
     fn normalises_and_rejects() {
-        assert_eq!(
-            Email::parse("  Ann@Example.COM ").unwrap().as_str(),
-            "ann@example.com"
-        );
-        for bad in [
-            "",
-            "ann",
-            "ann@",
-            "@x.io",
-            "a b@x.io",
-            "ann@localhost",
-            "a@x..io",
-            "a@@x.io",
-        ] {
+        assert_eq!(Email::parse("  Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        for bad in ["", "ann", "ann@", "@x.io", "a b@x.io", "ann@localhost", "a@x..io", "a@@x.io"] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

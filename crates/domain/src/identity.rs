@@ -46,16 +46,10 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let n = raw.chars().count();
         if n < Self::MIN_CHARS {
-            return Err(ParseError::new(format!(
-                "must be at least {} characters",
-                Self::MIN_CHARS
-            )));
+            return Err(ParseError::new(format!("must be at least {} characters", Self::MIN_CHARS)));
         }
         if n > Self::MAX_CHARS {
-            return Err(ParseError::new(format!(
-                "must be at most {} characters",
-                Self::MAX_CHARS
-            )));
+            return Err(ParseError::new(format!("must be at most {} characters", Self::MAX_CHARS)));
         }
         Ok(Self(raw.to_owned()))
     }

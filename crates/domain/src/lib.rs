@@ -7,6 +7,7 @@ mod catalog;
 mod email;
 mod identity;
 mod money;
+mod order;
 mod slug;
 
 pub use address::{Address, AddressInput, CountryCode};
@@ -15,6 +16,7 @@ pub use catalog::{Availability, ProductStatus, Sku, fold_for_search};
 pub use email::Email;
 pub use identity::{Password, Role};
 pub use money::{Currency, Money};
+pub use order::{InvalidTransition, OrderEvent, OrderStatus};
 pub use slug::Slug;
 
 /// Why a raw value was refused. The message is safe to show to the client; the caller names

@@ -98,10 +98,7 @@ impl Money {
     }
 
     pub fn zero(currency: Currency) -> Self {
-        Self {
-            amount: 0,
-            currency,
-        }
+        Self { amount: 0, currency }
     }
 
     pub fn amount(self) -> i64 {
@@ -115,17 +112,11 @@ impl Money {
     /// Sum of two amounts of one currency; `None` on a currency mismatch or overflow.
     pub fn checked_add(self, other: Money) -> Option<Money> {
         (self.currency == other.currency).then_some(())?;
-        Some(Self {
-            amount: self.amount.checked_add(other.amount)?,
-            currency: self.currency,
-        })
+        Some(Self { amount: self.amount.checked_add(other.amount)?, currency: self.currency })
     }
 
     pub fn checked_mul(self, qty: i64) -> Option<Money> {
-        Some(Self {
-            amount: self.amount.checked_mul(qty)?,
-            currency: self.currency,
-        })
+        Some(Self { amount: self.amount.checked_mul(qty)?, currency: self.currency })
     }
 }
 
@@ -143,11 +134,6 @@ mod tests {
         assert_eq!(a.checked_add(a).unwrap().amount(), 3998);
         let usd = Money::price(1, Currency::parse("USD").unwrap()).unwrap();
         assert!(a.checked_add(usd).is_none());
-        assert!(
-            Money::price(i64::MAX, eur)
-                .unwrap()
-                .checked_mul(2)
-                .is_none()
-        );
+        assert!(Money::price(i64::MAX, eur).unwrap().checked_mul(2).is_none());
     }
 }

@@ -10,19 +10,11 @@ impl Slug {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let ok = !raw.is_empty()
             && raw.len() <= Self::MAX_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !raw.starts_with('-')
             && !raw.ends_with('-')
             && !raw.contains("--");
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(ParseError::new(
-                "must be lower-case letters, digits and single hyphens (max 100)",
-            ))
-        }
+        if ok { Ok(Self(raw.to_owned())) } else { Err(ParseError::new("must be lower-case letters, digits and single hyphens (max 100)")) }
     }
 
     /// Derives a slug from free text ("Café Crème 2" → "cafe-creme-2"). Falls back to "item"
@@ -38,11 +30,7 @@ impl Slug {
         }
         out.truncate(Self::MAX_LEN - 12); // leave room for a de-duplicating suffix
         let trimmed = out.trim_matches('-');
-        Self(if trimmed.is_empty() {
-            "item".to_owned()
-        } else {
-            trimmed.to_owned()
-        })
+        Self(if trimmed.is_empty() { "item".to_owned() } else { trimmed.to_owned() })
     }
 
     /// "shirt" → "shirt-2": the n-th candidate when the plain slug is taken.
@@ -82,9 +70,6 @@ mod tests {
         assert_eq!(Slug::from_title("!!!").as_str(), "item");
         assert!(Slug::parse("Bad Slug").is_err());
         assert!(Slug::parse("a--b").is_err());
-        assert_eq!(
-            Slug::parse("ok-1").unwrap().with_suffix(2).as_str(),
-            "ok-1-2"
-        );
+        assert_eq!(Slug::parse("ok-1").unwrap().with_suffix(2).as_str(), "ok-1-2");
     }
 }

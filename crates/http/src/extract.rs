@@ -38,16 +38,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
             } else {
                 ApiError::bad_request("unreadable_body", "the request body could not be read")
             }
         })?;
         parse_json(&bytes).map(Json)
+    }
+}
+
+/// A JSON body that may be absent (an empty body is `None`); otherwise as [`Json`].
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let empty = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+            || (!req.headers().contains_key(header::CONTENT_TYPE)
+                && !req.headers().contains_key(header::TRANSFER_ENCODING)
+                && !req.headers().contains_key(header::CONTENT_LENGTH));
+        if empty {
+            return Ok(Self(None));
+        }
+        Json::<T>::from_request(req, state).await.map(|j| Self(Some(j.0)))
     }
 }
 
@@ -59,30 +73,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         match inner.classify() {
             // A type error can come before a syntax error further on: only a body that is
             // valid JSON as a whole gets field-level (422) answers.
-            serde_json::error::Category::Data
-                if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() =>
-            {
+            serde_json::error::Category::Data if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
                 let msg = inner.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
                 ApiError::validation(vec![FieldError::new(field_name(&path, &msg), msg)])
             }
-            _ => ApiError::bad_request(
-                "malformed_json",
-                format!("the request body is not valid JSON: {inner}"),
-            ),
+            _ => ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}")),
         }
     })?;
-    de.end().map_err(|_| {
-        ApiError::bad_request("malformed_json", "trailing characters after the JSON value")
-    })?;
+    de.end().map_err(|_| ApiError::bad_request("malformed_json", "trailing characters after the JSON value"))?;
     Ok(value)
 }
 
 /// serde names missing and unknown fields in the message, not in the path.
 fn field_name(path: &str, msg: &str) -> String {
-    let named = ["unknown field `", "missing field `"]
-        .iter()
-        .find_map(|p| msg.strip_prefix(p).and_then(|rest| rest.split('`').next()));
+    let named = ["unknown field `", "missing field `"].iter().find_map(|p| msg.strip_prefix(p).and_then(|rest| rest.split('`').next()));
     match (named, path) {
         (Some(name), "." | "") => name.to_owned(),
         // serde_path_to_error already ends the path with an unknown field's name.
@@ -102,16 +107,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(Query)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let msg = e.into_inner().to_string();
-                ApiError::validation(vec![FieldError::new(
-                    field_name(&path, &msg).replace("body", "query"),
-                    msg,
-                )])
-            })
+        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            ApiError::validation(vec![FieldError::new(field_name(&path, &msg).replace("body", "query"), msg)])
+        })
     }
 }
 
@@ -122,10 +122,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| Path(p.0))
-            .map_err(|_| ApiError::not_found())
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Path(p.0)).map_err(|_| ApiError::not_found())
     }
 }
 
@@ -169,29 +166,15 @@ where
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(ApiError::unauthorized)?;
-        let actor = app
-            .identity
-            .tokens()
-            .verify_access(token.trim())
-            .map_err(ApiError::from)?;
+        let actor = app.identity.tokens().verify_access(token.trim()).map_err(ApiError::from)?;
         if !actor.role.at_least(R::ROLE) {
-            return Err(ApiError::forbidden(format!(
-                "this requires the {} role",
-                R::ROLE.as_str()
-            )));
+            return Err(ApiError::forbidden(format!("this requires the {} role", R::ROLE.as_str())));
         }
         tracing::Span::current().record("user_id", tracing::field::display(actor.id));
         let meta = meta_of(parts).with_actor(actor);
-        Ok(Self {
-            actor,
-            meta,
-            _role: PhantomData,
-        })
+        Ok(Self { actor, meta, _role: PhantomData })
     }
 }
 
@@ -207,24 +190,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 }
 
 fn meta_of(parts: &Parts) -> RequestMeta {
-    let header = |name: header::HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     RequestMeta {
         actor: None,
-        ip: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string()),
+        ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
         user_agent: header(header::USER_AGENT),
-        request_id: parts
-            .extensions
-            .get::<crate::middleware::RequestId>()
-            .map(|r| r.0.clone()),
+        request_id: parts.extensions.get::<crate::middleware::RequestId>().map(|r| r.0.clone()),
     }
 }
 
@@ -237,12 +208,28 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         match parts.headers.get("idempotency-key") {
             None => Ok(Self(None)),
-            Some(v) => v.to_str().map(|s| Self(Some(s.to_owned()))).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be visible ASCII",
-                )
-            }),
+            Some(v) => v
+                .to_str()
+                .map(|s| Self(Some(s.to_owned())))
+                .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be visible ASCII")),
         }
+    }
+}
+
+/// The bearer's identity when a token is sent (401 if it is invalid), `None` when not.
+pub struct OptionalAuth(pub Option<Actor>);
+
+impl<S: Send + Sync> FromRequestParts<S> for OptionalAuth
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        let auth = Auth::<AnyRole>::from_request_parts(parts, state).await?;
+        Ok(Self(Some(auth.actor)))
     }
 }

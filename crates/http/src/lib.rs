@@ -9,12 +9,9 @@ pub mod state;
 
 pub use state::AppState;
 
-use axum::{
-    Router, extract::DefaultBodyLimit, http::StatusCode, middleware::from_fn,
-    response::IntoResponse,
-};
+use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware::from_fn, response::IntoResponse};
 use problem::ApiError;
-use routes::{admin, admin_catalog as ac, auth, catalog, me, ops};
+use routes::{admin, admin_catalog as ac, admin_orders as ao, auth, carts, catalog, me, ops};
 use std::time::Duration;
 use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
 use utoipa::{
@@ -31,7 +28,7 @@ pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
 #[openapi(
     info(title = "Valuva", description = "Headless e-commerce API. Errors are application/problem+json (RFC 9457)."),
     modifiers(&BearerAuth),
-    tags((name = "catalog"), (name = "auth"), (name = "me"), (name = "admin"), (name = "admin-catalog"), (name = "ops"))
+    tags((name = "catalog"), (name = "auth"), (name = "me"), (name = "admin"), (name = "admin-catalog"), (name = "cart"), (name = "orders"), (name = "admin-orders"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -42,12 +39,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -65,11 +57,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::reset))
         .routes(routes!(me::get_me, me::patch_me))
         .routes(routes!(me::list_addresses, me::add_address))
-        .routes(routes!(
-            me::get_address,
-            me::patch_address,
-            me::delete_address
-        ))
+        .routes(routes!(me::get_address, me::patch_address, me::delete_address))
         .routes(routes!(admin::list_users))
         .routes(routes!(admin::patch_user))
         .routes(routes!(admin::audit_logs))
@@ -78,17 +66,32 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::products))
         .routes(routes!(catalog::product))
         .routes(routes!(ac::list_products, ac::create_product))
-        .routes(routes!(
-            ac::get_product,
-            ac::patch_product,
-            ac::delete_product
-        ))
+        .routes(routes!(ac::get_product, ac::patch_product, ac::delete_product))
         .routes(routes!(ac::add_variant))
         .routes(routes!(ac::patch_variant, ac::delete_variant))
         .routes(routes!(ac::adjust_inventory))
         .routes(routes!(ac::movements))
         .routes(routes!(ac::list_categories, ac::create_category))
         .routes(routes!(ac::patch_category, ac::delete_category))
+        .routes(routes!(carts::create))
+        .routes(routes!(carts::get, carts::patch))
+        .routes(routes!(carts::add_item))
+        .routes(routes!(carts::set_quantity, carts::remove_item))
+        .routes(routes!(carts::shipping_rates))
+        .routes(routes!(carts::checkout))
+        .routes(routes!(carts::my_orders))
+        .routes(routes!(carts::my_order))
+        .routes(routes!(carts::cancel_mine))
+        .routes(routes!(ao::list))
+        .routes(routes!(ao::get))
+        .routes(routes!(ao::mark_paid))
+        .routes(routes!(ao::fulfill))
+        .routes(routes!(ao::ship))
+        .routes(routes!(ao::deliver))
+        .routes(routes!(ao::cancel))
+        .routes(routes!(ao::refund))
+        .routes(routes!(ao::zones, ao::create_zone))
+        .routes(routes!(ao::zone, ao::patch_zone, ao::delete_zone))
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and printed by `valuva openapi`.
@@ -103,26 +106,14 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this method is not allowed on this route",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "an unexpected error occurred",
-            )
-            .into_response()
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred").into_response()
         }))
         .layer(from_fn(problem::render))
         .layer(from_fn(middleware::request_id_and_log))

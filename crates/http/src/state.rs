@@ -1,7 +1,7 @@
 use platform::Config;
 use services::{
-    catalog::CatalogService, identity::IdentityService, inventory::InventoryService,
-    pagination::CursorCodec,
+    carts::CartService, catalog::CatalogService, identity::IdentityService, inventory::InventoryService, orders::OrderService,
+    pagination::CursorCodec, payments::Providers, shipping::ShippingService,
 };
 use std::{
     sync::{
@@ -20,31 +20,37 @@ pub struct AppState {
     pub identity: IdentityService,
     pub catalog: CatalogService,
     pub inventory: InventoryService,
+    pub carts: CartService,
+    pub shipping: ShippingService,
+    pub orders: OrderService,
     pub cursors: CursorCodec,
     pub started: Instant,
     shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(
-        config: Arc<Config>,
-        db: Db,
-        identity: IdentityService,
-        cursors: CursorCodec,
-    ) -> Self {
-        let catalog = CatalogService::new(
-            db.clone(),
-            cursors.clone(),
-            config.low_stock_threshold,
-            config.expose_stock_counts,
-        );
+    pub fn new(config: Arc<Config>, db: Db, identity: IdentityService, cursors: CursorCodec) -> Self {
+        let catalog = CatalogService::new(db.clone(), cursors.clone(), config.low_stock_threshold, config.expose_stock_counts);
         let inventory = InventoryService::new(db.clone(), cursors.clone());
+        let carts = CartService::new(db.clone(), config.cart_ttl_days, config.low_stock_threshold);
+        let shipping = ShippingService::new(db.clone());
+        let orders = OrderService::new(
+            db.clone(),
+            carts.clone(),
+            shipping.clone(),
+            Providers::default(),
+            cursors.clone(),
+            config.reservation_ttl_minutes,
+        );
         Self {
             config,
             db,
             identity,
             catalog,
             inventory,
+            carts,
+            shipping,
+            orders,
             cursors,
             started: Instant::now(),
             shutting_down: Arc::new(AtomicBool::new(false)),

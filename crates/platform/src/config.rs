@@ -52,6 +52,12 @@ pub struct Config {
     pub expose_stock_counts: bool,
     /// Unset: on for a SQLite database file that does not exist yet, off otherwise.
     pub seed_on_startup: Option<bool>,
+    /// Unpaid orders are cancelled and their stock released after this long.
+    pub reservation_ttl_minutes: u64,
+    /// Carts idle longer than this are gone.
+    pub cart_ttl_days: u64,
+    /// How often background housekeeping (reservation expiry, audit sealing, key purge) runs.
+    pub housekeeping_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -84,6 +90,9 @@ impl Default for Config {
             low_stock_threshold: 5,
             expose_stock_counts: false,
             seed_on_startup: None,
+            reservation_ttl_minutes: 30,
+            cart_ttl_days: 30,
+            housekeeping_interval_ms: 1000,
         }
     }
 }
@@ -95,10 +104,7 @@ pub enum ConfigError {
 }
 
 fn invalid(var: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        var: var.to_owned(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { var: var.to_owned(), message: message.into() }
 }
 
 /// Which database engine a URL selects.
@@ -125,17 +131,10 @@ pub struct DatabaseSettings {
 impl Config {
     /// Reads the process environment over the defaults and validates the result.
     pub fn load() -> Result<Self, ConfigError> {
-        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Env::raw())
-            .extract()
-            .map_err(|e| {
-                let var = e
-                    .path
-                    .last()
-                    .map(|k| k.to_uppercase())
-                    .unwrap_or_else(|| "environment".into());
-                invalid(&var, e.kind.to_string())
-            })?;
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default())).merge(Env::raw()).extract().map_err(|e| {
+            let var = e.path.last().map(|k| k.to_uppercase()).unwrap_or_else(|| "environment".into());
+            invalid(&var, e.kind.to_string())
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -151,10 +150,7 @@ impl Config {
         let positive = [
             ("ACCESS_TOKEN_TTL_SECONDS", self.access_token_ttl_seconds),
             ("REFRESH_TOKEN_TTL_DAYS", self.refresh_token_ttl_days),
-            (
-                "PASSWORD_RESET_TTL_MINUTES",
-                self.password_reset_ttl_minutes,
-            ),
+            ("PASSWORD_RESET_TTL_MINUTES", self.password_reset_ttl_minutes),
             ("REQUEST_TIMEOUT_MS", self.request_timeout_ms),
             ("DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
         ];
@@ -185,37 +181,23 @@ impl Config {
         let Some(host) = &self.db_read_replica_host else {
             return Ok(None);
         };
-        let mut url = url::Url::parse(&self.database_url)
-            .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
-        url.set_host(Some(host))
-            .map_err(|e| invalid("DB_READ_REPLICA_HOST", e.to_string()))?;
+        let mut url = url::Url::parse(&self.database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        url.set_host(Some(host)).map_err(|e| invalid("DB_READ_REPLICA_HOST", e.to_string()))?;
         if let Some(port) = self.db_read_replica_port {
-            url.set_port(Some(port))
-                .map_err(|_| invalid("DB_READ_REPLICA_PORT", "cannot be set on this URL"))?;
+            url.set_port(Some(port)).map_err(|_| invalid("DB_READ_REPLICA_PORT", "cannot be set on this URL"))?;
         }
-        self.db_settings("DB_READ_REPLICA_HOST", url.as_str(), max)
-            .map(Some)
+        self.db_settings("DB_READ_REPLICA_HOST", url.as_str(), max).map(Some)
     }
 
-    fn db_settings(
-        &self,
-        var: &str,
-        raw: &str,
-        max: Option<u32>,
-    ) -> Result<DatabaseSettings, ConfigError> {
-        let backend = backend_of(raw)
-            .ok_or_else(|| invalid(var, "must start with sqlite:// or postgres://"))?;
+    fn db_settings(&self, var: &str, raw: &str, max: Option<u32>) -> Result<DatabaseSettings, ConfigError> {
+        let backend = backend_of(raw).ok_or_else(|| invalid(var, "must start with sqlite:// or postgres://"))?;
         let mut url = url::Url::parse(raw).map_err(|e| invalid(var, e.to_string()))?;
         let mut limit = None;
         let mut pool_timeout = 10;
         let mut connect_timeout = 10;
         let mut keep = Vec::new();
         for (k, v) in url.query_pairs() {
-            let secs = || {
-                v.parse::<u64>().map_err(|_| {
-                    invalid(var, format!("query parameter {k} must be a whole number"))
-                })
-            };
+            let secs = || v.parse::<u64>().map_err(|_| invalid(var, format!("query parameter {k} must be a whole number")));
             match k.as_ref() {
                 "connection_limit" => limit = Some(secs()? as u32),
                 "pool_timeout" => pool_timeout = secs()?,
@@ -250,10 +232,7 @@ impl Config {
 
     /// The SQLite database file, when the primary is a SQLite file (not `:memory:`).
     pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
-        let rest = self
-            .database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let rest = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next().unwrap_or_default();
         (!path.is_empty() && !path.contains(":memory:")).then(|| path.into())
     }
@@ -294,47 +273,22 @@ mod tests {
             db_read_replica_port: Some(5433),
             ..Config::default()
         };
-        assert_eq!(
-            cfg.replica_db().unwrap().unwrap().url.expose(),
-            "postgres://u@replica:5433/db"
-        );
+        assert_eq!(cfg.replica_db().unwrap().unwrap().url.expose(), "postgres://u@replica:5433/db");
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        let cfg = Config {
-            database_url: "mysql://x".into(),
-            ..Config::default()
-        };
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("DATABASE_URL")
-        );
-        let cfg = Config {
-            jwt_secret: Some(Secret::new("short")),
-            ..Config::default()
-        };
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("JWT_SECRET")
-        );
+        let cfg = Config { database_url: "mysql://x".into(), ..Config::default() };
+        assert!(cfg.validate().unwrap_err().to_string().contains("DATABASE_URL"));
+        let cfg = Config { jwt_secret: Some(Secret::new("short")), ..Config::default() };
+        assert!(cfg.validate().unwrap_err().to_string().contains("JWT_SECRET"));
     }
 
     #[test]
     fn sqlite_path() {
         let cfg = Config::default();
-        assert_eq!(
-            cfg.sqlite_path().unwrap(),
-            std::path::PathBuf::from("valuva.db")
-        );
-        let cfg = Config {
-            database_url: "sqlite::memory:".into(),
-            ..Config::default()
-        };
+        assert_eq!(cfg.sqlite_path().unwrap(), std::path::PathBuf::from("valuva.db"));
+        let cfg = Config { database_url: "sqlite::memory:".into(), ..Config::default() };
         assert!(cfg.sqlite_path().is_none());
     }
 }

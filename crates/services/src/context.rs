@@ -19,17 +19,11 @@ pub struct RequestMeta {
 
 impl RequestMeta {
     pub fn with_actor(&self, actor: Actor) -> Self {
-        Self {
-            actor: Some(actor),
-            ..self.clone()
-        }
+        Self { actor: Some(actor), ..self.clone() }
     }
 
     /// For commands run from the CLI.
     pub fn system() -> Self {
-        Self {
-            user_agent: Some("valuva-cli".into()),
-            ..Self::default()
-        }
+        Self { user_agent: Some("valuva-cli".into()), ..Self::default() }
     }
 }

@@ -9,10 +9,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -32,8 +29,15 @@ pub enum ServiceError {
     NotFound { what: &'static str },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 409 `insufficient_stock`, naming each variant that is short.
+    #[error("{detail}")]
+    InsufficientStock { detail: String, variants: Vec<FieldError> },
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
+    /// A serialization failure, deadlock or busy database: the transaction did nothing and
+    /// may run again. Retried by the callers that use SERIALIZABLE; a 503 if it escapes.
+    #[error("contention: {0}")]
+    Contention(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -45,31 +49,19 @@ impl ServiceError {
         Self::Validation(vec![FieldError::new(field, message)])
     }
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::BadRequest {
-            code,
-            detail: detail.into(),
-        }
+        Self::BadRequest { code, detail: detail.into() }
     }
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Unauthorized {
-            code,
-            detail: detail.into(),
-        }
+        Self::Unauthorized { code, detail: detail.into() }
     }
     pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Forbidden {
-            code,
-            detail: detail.into(),
-        }
+        Self::Forbidden { code, detail: detail.into() }
     }
     pub fn not_found(what: &'static str) -> Self {
         Self::NotFound { what }
     }
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
+        Self::Conflict { code, detail: detail.into() }
     }
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
@@ -83,25 +75,15 @@ impl From<DbErr> for ServiceError {
             // which clears by itself when the database is back.
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => {
                 tracing::error!(error = %e, "database unavailable");
-                Self::Unavailable {
-                    code: "database_unavailable",
-                    detail: "the database is unavailable; try again shortly".into(),
-                }
+                Self::Unavailable { code: "database_unavailable", detail: "the database is unavailable; try again shortly".into() }
             }
             DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s))
-                if matches!(
-                    &**s,
-                    sea_orm::sqlx::Error::Io(_)
-                        | sea_orm::sqlx::Error::PoolTimedOut
-                        | sea_orm::sqlx::Error::PoolClosed
-                ) =>
+                if matches!(&**s, sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed) =>
             {
                 tracing::error!(error = %e, "database unavailable");
-                Self::Unavailable {
-                    code: "database_unavailable",
-                    detail: "the database is unavailable; try again shortly".into(),
-                }
+                Self::Unavailable { code: "database_unavailable", detail: "the database is unavailable; try again shortly".into() }
             }
+            _ if store::db::is_retryable(&e) => Self::Contention(e.to_string()),
             _ => Self::Internal(e.to_string()),
         }
     }
@@ -119,10 +101,6 @@ impl Errors {
         self.0.push(FieldError::new(field, message));
     }
     pub fn finish(self) -> ServiceResult<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ServiceError::Validation(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(ServiceError::Validation(self.0)) }
     }
 }

@@ -17,10 +17,7 @@ const ABANDONED_AFTER: TimeDelta = TimeDelta::seconds(60);
 #[derive(Debug)]
 pub enum Outcome<T> {
     Fresh(T),
-    Replayed {
-        status: u16,
-        body: serde_json::Value,
-    },
+    Replayed { status: u16, body: serde_json::Value },
 }
 
 pub struct Claim {
@@ -30,12 +27,7 @@ pub struct Claim {
 
 impl Claim {
     /// Stores the response; call inside the transaction that makes the change.
-    pub async fn complete<C: ConnectionTrait, T: Serialize>(
-        &self,
-        conn: &C,
-        status: u16,
-        response: &T,
-    ) -> ServiceResult<()> {
+    pub async fn complete<C: ConnectionTrait, T: Serialize>(&self, conn: &C, status: u16, response: &T) -> ServiceResult<()> {
         let body = serde_json::to_string(response).map_err(ServiceError::internal)?;
         keys::Entity::update_many()
             .col_expr(keys::Column::State, Expr::value("completed"))
@@ -55,21 +47,12 @@ pub fn parse_key(raw: &str) -> ServiceResult<String> {
     if ok {
         Ok(raw.to_owned())
     } else {
-        Err(ServiceError::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1-255 visible ASCII characters",
-        ))
+        Err(ServiceError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters"))
     }
 }
 
 /// Runs `op` at most once per (scope, key). Without a key, `op` simply runs.
-pub async fn run<T, F, Fut>(
-    db: &Db,
-    scope: String,
-    key: Option<String>,
-    request: &impl Serialize,
-    op: F,
-) -> ServiceResult<Outcome<T>>
+pub async fn run<T, F, Fut>(db: &Db, scope: String, key: Option<String>, request: &impl Serialize, op: F) -> ServiceResult<Outcome<T>>
 where
     F: FnOnce(Option<Claim>) -> Fut,
     Fut: Future<Output = ServiceResult<T>>,
@@ -77,9 +60,7 @@ where
     let Some(key) = key else {
         return op(None).await.map(Outcome::Fresh);
     };
-    let hash = hex::encode(Sha256::digest(
-        serde_json::to_vec(request).map_err(ServiceError::internal)?,
-    ));
+    let hash = hex::encode(Sha256::digest(serde_json::to_vec(request).map_err(ServiceError::internal)?));
     let row = keys::ActiveModel {
         scope: Set(scope.clone()),
         key: Set(key.clone()),
@@ -89,22 +70,14 @@ where
         response_body: Set(None),
         created_at: Set(Utc::now()),
     };
-    if let Err(e) = keys::Entity::insert(row)
-        .exec_without_returning(db.primary())
-        .await
-    {
+    if let Err(e) = keys::Entity::insert(row).exec_without_returning(db.primary()).await {
         if !store::is_unique_violation(&e) {
             return Err(e.into());
         }
         let existing = keys::Entity::find_by_id((scope.clone(), key.clone()))
             .one(db.primary())
             .await?
-            .ok_or_else(|| {
-                ServiceError::conflict(
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is in progress",
-                )
-            })?;
+            .ok_or_else(|| ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress"))?;
         if existing.request_hash != hash {
             return Err(ServiceError::Validation(vec![crate::FieldError::new(
                 "Idempotency-Key",
@@ -112,15 +85,8 @@ where
             )]));
         }
         if existing.state == "completed" {
-            let body = existing
-                .response_body
-                .as_deref()
-                .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or_default();
-            return Ok(Outcome::Replayed {
-                status: existing.response_status.unwrap_or(200) as u16,
-                body,
-            });
+            let body = existing.response_body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+            return Ok(Outcome::Replayed { status: existing.response_status.unwrap_or(200) as u16, body });
         }
         // Take over a claim whose request died before committing; otherwise it is running.
         let taken = keys::Entity::update_many()
@@ -133,23 +99,15 @@ where
             .await?
             .rows_affected;
         if taken == 0 {
-            return Err(ServiceError::conflict(
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is in progress",
-            ));
+            return Err(ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress"));
         }
     }
-    let claim = Claim {
-        scope: scope.clone(),
-        key: key.clone(),
-    };
+    let claim = Claim { scope: scope.clone(), key: key.clone() };
     match op(Some(claim)).await {
         Ok(v) => Ok(Outcome::Fresh(v)),
         Err(e) => {
             // Nothing committed: free the key so the client may retry.
-            let _ = keys::Entity::delete_by_id((scope, key))
-                .exec(db.primary())
-                .await;
+            let _ = keys::Entity::delete_by_id((scope, key)).exec(db.primary()).await;
             Err(e)
         }
     }
@@ -157,9 +115,6 @@ where
 
 /// Removes keys older than `age` (housekeeping).
 pub async fn purge_older_than(db: &Db, age: TimeDelta) -> ServiceResult<u64> {
-    let res = keys::Entity::delete_many()
-        .filter(keys::Column::CreatedAt.lt(Utc::now() - age))
-        .exec(db.primary())
-        .await?;
+    let res = keys::Entity::delete_many().filter(keys::Column::CreatedAt.lt(Utc::now() - age)).exec(db.primary()).await?;
     Ok(res.rows_affected)
 }

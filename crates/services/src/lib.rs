@@ -2,6 +2,7 @@
 //! nothing here knows about HTTP.
 
 pub mod audit;
+pub mod carts;
 pub mod catalog;
 pub mod context;
 pub mod error;
@@ -9,8 +10,12 @@ pub mod idempotency;
 pub mod identity;
 pub mod inventory;
 pub mod notifications;
+pub mod orders;
+pub mod outbox;
 pub mod pagination;
+pub mod payments;
 pub mod seed;
+pub mod shipping;
 
 pub use context::{Actor, RequestMeta};
 pub use error::{FieldError, ServiceError, ServiceResult};

@@ -12,10 +12,7 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn outbox(dir: impl Into<PathBuf>, from: impl Into<String>) -> Self {
-        Self {
-            outbox: dir.into(),
-            from: from.into(),
-        }
+        Self { outbox: dir.into(), from: from.into() }
     }
 
     pub async fn send(&self, to: &str, subject: &str, body: &str) -> ServiceResult<()> {
@@ -26,13 +23,9 @@ impl Mailer {
             self.from,
             body.replace('\n', "\r\n")
         );
-        tokio::fs::create_dir_all(&self.outbox)
-            .await
-            .map_err(ServiceError::internal)?;
+        tokio::fs::create_dir_all(&self.outbox).await.map_err(ServiceError::internal)?;
         let path = self.outbox.join(format!("{id}.eml"));
-        tokio::fs::write(&path, message)
-            .await
-            .map_err(ServiceError::internal)?;
+        tokio::fs::write(&path, message).await.map_err(ServiceError::internal)?;
         tracing::info!(path = %path.display(), subject, "email written to outbox");
         Ok(())
     }

@@ -18,12 +18,9 @@ pub struct CursorCodec {
 impl CursorCodec {
     pub fn new(secret: &[u8]) -> Self {
         // A key of its own, derived from the app secret, so cursors cannot be replayed as tokens.
-        let mut mac =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
         mac.update(b"valuva-cursor-v1");
-        Self {
-            key: mac.finalize().into_bytes().to_vec(),
-        }
+        Self { key: mac.finalize().into_bytes().to_vec() }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -38,8 +35,7 @@ impl CursorCodec {
     }
 
     pub fn decode<T: DeserializeOwned>(&self, cursor: &str) -> ServiceResult<T> {
-        let bad =
-            || ServiceError::bad_request("invalid_cursor", "the cursor is invalid or was altered");
+        let bad = || ServiceError::bad_request("invalid_cursor", "the cursor is invalid or was altered");
         let (body, sig) = cursor.split_once('.').ok_or_else(bad)?;
         let sig = B64.decode(sig).map_err(|_| bad())?;
         let mut mac = self.mac();
@@ -63,16 +59,10 @@ impl PageRequest {
             None => DEFAULT_LIMIT,
             Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => n as u64,
             Some(_) => {
-                return Err(ServiceError::field(
-                    "limit",
-                    format!("must be between 1 and {MAX_LIMIT}"),
-                ));
+                return Err(ServiceError::field("limit", format!("must be between 1 and {MAX_LIMIT}")));
             }
         };
-        Ok(Self {
-            limit,
-            cursor: cursor.filter(|c| !c.is_empty()),
-        })
+        Ok(Self { limit, cursor: cursor.filter(|c| !c.is_empty()) })
     }
 }
 
@@ -85,30 +75,15 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// `rows` was fetched with `limit + 1`: the extra row only tells that there is more.
-    pub fn from_rows<P: Serialize>(
-        mut rows: Vec<T>,
-        limit: u64,
-        codec: &CursorCodec,
-        position: impl Fn(&T) -> P,
-    ) -> Self {
+    pub fn from_rows<P: Serialize>(mut rows: Vec<T>, limit: u64, codec: &CursorCodec, position: impl Fn(&T) -> P) -> Self {
         let has_more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if has_more {
-            rows.last().map(|r| codec.encode(&position(r)))
-        } else {
-            None
-        };
-        Self {
-            items: rows,
-            next_cursor,
-        }
+        let next_cursor = if has_more { rows.last().map(|r| codec.encode(&position(r))) } else { None };
+        Self { items: rows, next_cursor }
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
-        }
+        Page { items: self.items.into_iter().map(f).collect(), next_cursor: self.next_cursor }
     }
 }
 
@@ -121,17 +96,9 @@ mod tests {
         let c = CursorCodec::new(b"secret");
         let s = c.encode(&(42i64, "x"));
         assert_eq!(c.decode::<(i64, String)>(&s).unwrap(), (42, "x".into()));
-        let forged = format!(
-            "{}.{}",
-            B64.encode(b"[43,\"x\"]"),
-            s.split_once('.').unwrap().1
-        );
+        let forged = format!("{}.{}", B64.encode(b"[43,\"x\"]"), s.split_once('.').unwrap().1);
         assert!(c.decode::<(i64, String)>(&forged).is_err());
         assert!(c.decode::<(i64, String)>("garbage").is_err());
-        assert!(
-            CursorCodec::new(b"other")
-                .decode::<(i64, String)>(&s)
-                .is_err()
-        );
+        assert!(CursorCodec::new(b"other").decode::<(i64, String)>(&s).is_err());
     }
 }

@@ -12,32 +12,15 @@ use sea_orm::{EntityTrait, PaginatorTrait, Set};
 use std::collections::BTreeMap;
 use store::{
     Db,
-    entities::{
-        categories, inventory_movements as mv, product_categories as pc, products, variants,
-    },
+    entities::{categories, inventory_movements as mv, product_categories as pc, products, variants},
 };
 use uuid::Uuid;
 
-const DEMO: &[(&str, &[&str])] = &[
-    ("Apparel", &["T-Shirts", "Hoodies", "Socks"]),
-    ("Home", &["Mugs", "Posters", "Candles"]),
-    ("Accessories", &["Bags", "Caps"]),
-];
+const DEMO: &[(&str, &[&str])] =
+    &[("Apparel", &["T-Shirts", "Hoodies", "Socks"]), ("Home", &["Mugs", "Posters", "Candles"]), ("Accessories", &["Bags", "Caps"])];
 
-const ADJECTIVES: &[&str] = &[
-    "Classic",
-    "Organic",
-    "Vintage",
-    "Everyday",
-    "Heavyweight",
-    "Minimal",
-    "Nordic",
-    "Coastal",
-    "Alpine",
-    "Urban",
-    "Sunset",
-    "Midnight",
-];
+const ADJECTIVES: &[&str] =
+    &["Classic", "Organic", "Vintage", "Everyday", "Heavyweight", "Minimal", "Nordic", "Coastal", "Alpine", "Urban", "Sunset", "Midnight"];
 
 /// Creates the demo catalog through the normal service paths (so it is audited like any other
 /// change). Does nothing when products already exist.
@@ -51,13 +34,7 @@ pub async fn demo(db: &Db, catalog: &CatalogService) -> ServiceResult<usize> {
         let parent = catalog
             .create_category(
                 &meta,
-                NewCategory {
-                    name: (*root).into(),
-                    slug: None,
-                    description: None,
-                    parent_id: None,
-                    position: Some(position as i32),
-                },
+                NewCategory { name: (*root).into(), slug: None, description: None, parent_id: None, position: Some(position as i32) },
             )
             .await?;
         for (i, child) in children.iter().enumerate() {
@@ -105,18 +82,14 @@ pub async fn demo(db: &Db, catalog: &CatalogService) -> ServiceResult<usize> {
 
 fn demo_variants(kind: &str, seed: usize) -> (Vec<&'static str>, Vec<NewVariant>) {
     let base = 900 + (seed as i64 * 137) % 4000;
-    let variant =
-        |sku: String, options: BTreeMap<String, String>, price: i64, stock: i64| NewVariant {
-            sku,
-            price: MoneyView {
-                amount: price,
-                currency: "EUR".into(),
-            },
-            compare_at_price: None,
-            options: Some(options),
-            stock: Some(stock),
-            weight_grams: Some(250),
-        };
+    let variant = |sku: String, options: BTreeMap<String, String>, price: i64, stock: i64| NewVariant {
+        sku,
+        price: MoneyView { amount: price, currency: "EUR".into() },
+        compare_at_price: None,
+        options: Some(options),
+        stock: Some(stock),
+        weight_grams: Some(250),
+    };
     let prefix = format!("DEMO-{seed:03}");
     match kind {
         "T-Shirts" | "Hoodies" => {
@@ -137,14 +110,7 @@ fn demo_variants(kind: &str, seed: usize) -> (Vec<&'static str>, Vec<NewVariant>
         "Mugs" | "Caps" | "Bags" => {
             let vs = ["Black", "White"]
                 .iter()
-                .map(|c| {
-                    variant(
-                        format!("{prefix}-{}", c.to_uppercase()),
-                        BTreeMap::from([("colour".into(), (*c).into())]),
-                        base,
-                        20,
-                    )
-                })
+                .map(|c| variant(format!("{prefix}-{}", c.to_uppercase()), BTreeMap::from([("colour".into(), (*c).into())]), base, 20))
                 .collect();
             (vec!["colour"], vs)
         }
@@ -155,12 +121,7 @@ fn demo_variants(kind: &str, seed: usize) -> (Vec<&'static str>, Vec<NewVariant>
 /// Bulk-loads `n` synthetic active products (two variants each, with stock and ledger rows)
 /// in batches of `batch` with multi-row inserts, one transaction per batch. Not audited row by
 /// row: one ADMIN_ACTION row records the load. `progress` gets the number of products done.
-pub async fn bulk(
-    db: &Db,
-    n: u64,
-    batch: u64,
-    mut progress: impl FnMut(u64),
-) -> ServiceResult<u64> {
+pub async fn bulk(db: &Db, n: u64, batch: u64, mut progress: impl FnMut(u64)) -> ServiceResult<u64> {
     let leaves = ensure_bulk_categories(db).await?;
     let mut done = 0u64;
     while done < n {
@@ -185,11 +146,7 @@ pub async fn bulk(
             let price = 500 + (serial * 7919 % 20_000) as i64;
             ps.push(products::ActiveModel {
                 id: Set(id),
-                slug: Set(format!(
-                    "{}-{}",
-                    Slug::from_title(&title).as_str(),
-                    tag.to_lowercase()
-                )),
+                slug: Set(format!("{}-{}", Slug::from_title(&title).as_str(), tag.to_lowercase())),
                 search_title: Set(fold_for_search(&title)),
                 search_body: Set(fold_for_search(&description)),
                 title: Set(title),
@@ -204,10 +161,7 @@ pub async fn bulk(
                 created_at: Set(now),
                 updated_at: Set(now),
             });
-            links.push(pc::ActiveModel {
-                product_id: Set(id),
-                category_id: Set(leaves[(serial % leaves.len() as u64) as usize]),
-            });
+            links.push(pc::ActiveModel { product_id: Set(id), category_id: Set(leaves[(serial % leaves.len() as u64) as usize]) });
             for (pos, size) in ["M", "L"].iter().enumerate() {
                 let vid = domain::new_id();
                 let stock = 1_000;
@@ -231,6 +185,7 @@ pub async fn bulk(
                     id: Set(domain::new_id()),
                     variant_id: Set(vid),
                     delta: Set(stock),
+                    reserved_delta: Set(0),
                     kind: Set("initial".into()),
                     reason: Set("bulk seed".into()),
                     stock_after: Set(stock),
@@ -240,42 +195,24 @@ pub async fn bulk(
                 });
             }
         }
-        products::Entity::insert_many(ps)
-            .exec_without_returning(&tx)
-            .await?;
-        pc::Entity::insert_many(links)
-            .exec_without_returning(&tx)
-            .await?;
-        variants::Entity::insert_many(vs)
-            .exec_without_returning(&tx)
-            .await?;
-        mv::Entity::insert_many(ms)
-            .exec_without_returning(&tx)
-            .await?;
+        products::Entity::insert_many(ps).exec_without_returning(&tx).await?;
+        pc::Entity::insert_many(links).exec_without_returning(&tx).await?;
+        variants::Entity::insert_many(vs).exec_without_returning(&tx).await?;
+        mv::Entity::insert_many(ms).exec_without_returning(&tx).await?;
         tx.commit().await?;
         done += size;
         progress(done);
     }
     let tx = db.begin().await?;
-    let change = Change {
-        action: AuditAction::AdminAction,
-        entity_type: "catalog",
-        entity_id: None,
-        old: None,
-        new: None,
-    }
-    .new_values(serde_json::json!({"bulk_seeded_products": n}));
+    let change = Change { action: AuditAction::AdminAction, entity_type: "catalog", entity_id: None, old: None, new: None }
+        .new_values(serde_json::json!({"bulk_seeded_products": n}));
     audit::record(&tx, &RequestMeta::system(), change).await?;
     tx.commit().await?;
     Ok(done)
 }
 
-const MATERIALS: &[&str] = &[
-    "Cotton", "Linen", "Wool", "Leather", "Canvas", "Ceramic", "Bamboo", "Denim",
-];
-const NOUNS: &[&str] = &[
-    "Shirt", "Jacket", "Scarf", "Bag", "Mug", "Cap", "Blanket", "Apron", "Wallet", "Sweater",
-];
+const MATERIALS: &[&str] = &["Cotton", "Linen", "Wool", "Leather", "Canvas", "Ceramic", "Bamboo", "Denim"];
+const NOUNS: &[&str] = &["Shirt", "Jacket", "Scarf", "Bag", "Mug", "Cap", "Blanket", "Apron", "Wallet", "Sweater"];
 
 /// Categories for synthetic products: reuses `bulk-*` ones from an earlier run.
 async fn ensure_bulk_categories(db: &Db) -> ServiceResult<Vec<Uuid>> {

@@ -1,7 +1,7 @@
 use platform::config::{Backend, DatabaseSettings};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqlErr, TransactionOptions, TransactionTrait, sqlx,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqlErr, TransactionOptions,
+    TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 use std::time::Duration;
@@ -24,20 +24,13 @@ pub struct Db {
 }
 
 impl Db {
-    pub async fn connect(
-        primary: &DatabaseSettings,
-        replica: Option<&DatabaseSettings>,
-    ) -> Result<Self, StoreError> {
+    pub async fn connect(primary: &DatabaseSettings, replica: Option<&DatabaseSettings>) -> Result<Self, StoreError> {
         let p = connect_pool(primary).await?;
         let r = match replica {
             Some(settings) => connect_pool(settings).await?,
             None => p.clone(),
         };
-        Ok(Self {
-            primary: p,
-            replica: r,
-            backend: primary.backend,
-        })
+        Ok(Self { primary: p, replica: r, backend: primary.backend })
     }
 
     pub fn backend(&self) -> Backend {
@@ -64,35 +57,25 @@ impl Db {
     /// A SERIALIZABLE transaction on PostgreSQL (`BEGIN IMMEDIATE` on SQLite, which serialises
     /// writers anyway). Callers retry on [`is_retryable`].
     pub async fn begin_serializable(&self) -> Result<DatabaseTransaction, DbErr> {
-        let level =
-            (self.backend == Backend::Postgres).then_some(sea_orm::IsolationLevel::Serializable);
-        self.primary
-            .begin_with_options(self.tx_options(level))
-            .await
+        let level = (self.backend == Backend::Postgres).then_some(sea_orm::IsolationLevel::Serializable);
+        self.primary.begin_with_options(self.tx_options(level)).await
     }
 
     fn tx_options(&self, isolation_level: Option<sea_orm::IsolationLevel>) -> TransactionOptions {
         TransactionOptions {
             isolation_level,
             access_mode: None,
-            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
-                .then_some(sea_orm::SqliteTransactionMode::Immediate),
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite).then_some(sea_orm::SqliteTransactionMode::Immediate),
         }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        crate::migrations::Migrator::up(&self.primary, None)
-            .await
-            .map_err(StoreError::Migrate)
+        crate::migrations::Migrator::up(&self.primary, None).await.map_err(StoreError::Migrate)
     }
 
     /// Number of migrations not yet applied (0 = schema is current).
     pub async fn pending_migrations(&self) -> Result<usize, DbErr> {
-        Ok(
-            crate::migrations::Migrator::get_pending_migrations(&self.primary)
-                .await?
-                .len(),
-        )
+        Ok(crate::migrations::Migrator::get_pending_migrations(&self.primary).await?.len())
     }
 
     pub async fn ping(&self) -> Result<(), DbErr> {
@@ -145,20 +128,28 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 /// transaction did nothing and may simply run again.
 pub fn is_retryable(err: &DbErr) -> bool {
     let msg = err.to_string();
-    [
-        "40001",
-        "40P01",
-        "could not serialize",
-        "deadlock detected",
-        "database is locked",
-    ]
-    .iter()
-    .any(|needle| msg.contains(needle))
+    ["40001", "40P01", "could not serialize", "deadlock detected", "database is locked"].iter().any(|needle| msg.contains(needle))
 }
 
 impl Db {
     /// The backend's full-text search for products.
     pub fn product_search(&self) -> &'static dyn crate::search::ProductSearch {
         crate::search::product_search(self.backend)
+    }
+}
+
+impl Db {
+    /// The next order number. PostgreSQL: a sequence (never contended). SQLite: a counter
+    /// row, bumped inside the caller's (already exclusive) write transaction.
+    pub async fn next_order_number<C: ConnectionTrait>(&self, conn: &C) -> Result<i64, DbErr> {
+        let sql = match self.backend {
+            Backend::Postgres => "SELECT nextval('order_number_seq') AS value",
+            Backend::Sqlite => "UPDATE counters SET value = value + 1 WHERE name = 'order_number' RETURNING value",
+        };
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("order number counter".into()))?;
+        row.try_get::<i64>("", "value")
     }
 }

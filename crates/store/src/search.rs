@@ -41,19 +41,13 @@ impl ProductSearch for Postgres {
         Expr::cust_with_exprs("\"products\".\"search\" @@ $1", [Self::tsquery(folded)])
     }
     fn rank(&self, folded: &str) -> SimpleExpr {
-        Expr::cust_with_exprs(
-            "ts_rank(\"products\".\"search\", $1)::float8",
-            [Self::tsquery(folded)],
-        )
+        Expr::cust_with_exprs("ts_rank(\"products\".\"search\", $1)::float8", [Self::tsquery(folded)])
     }
 }
 
 impl Sqlite {
     fn fts_query(folded: &str) -> String {
-        terms(folded)
-            .map(|t| format!("\"{t}\"*"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        terms(folded).map(|t| format!("\"{t}\"*")).collect::<Vec<_>>().join(" ")
     }
 }
 

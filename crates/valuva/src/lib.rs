@@ -1,6 +1,8 @@
 //! Composition root: builds every piece from the configuration and wires them together.
 //! `main.rs` is the CLI; integration tests call [`Application::build`] directly.
 
+pub mod housekeeping;
+
 use anyhow::Context;
 use http_api::AppState;
 use platform::{Config, Secret, config::Backend};
@@ -16,9 +18,7 @@ use tokio::net::TcpListener;
 pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     let primary = config.primary_db()?;
     let replica = config.replica_db()?;
-    Db::connect(&primary, replica.as_ref())
-        .await
-        .context("connecting to the database")
+    Db::connect(&primary, replica.as_ref()).await.context("connecting to the database")
 }
 
 /// `JWT_SECRET`, or in the embedded default a secret generated once and kept beside the
@@ -28,14 +28,10 @@ pub fn resolve_jwt_secret(config: &Config) -> anyhow::Result<Secret> {
         return Ok(s.clone());
     }
     if config.backend() == Backend::Postgres {
-        anyhow::bail!(
-            "invalid configuration: JWT_SECRET: required when DATABASE_URL is PostgreSQL (all instances must share it)"
-        );
+        anyhow::bail!("invalid configuration: JWT_SECRET: required when DATABASE_URL is PostgreSQL (all instances must share it)");
     }
     let Some(db_path) = config.sqlite_path() else {
-        tracing::warn!(
-            "JWT_SECRET is not set: using a random secret for this in-memory database; sessions end at restart"
-        );
+        tracing::warn!("JWT_SECRET is not set: using a random secret for this in-memory database; sessions end at restart");
         return Ok(Secret::new(hex::encode(rand::random::<[u8; 32]>())));
     };
     let path = db_path.with_extension("jwt-secret");
@@ -71,25 +67,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let secret = resolve_jwt_secret(&config)?;
     let tokens = TokenIssuer::new(
         secret.expose().as_bytes(),
-        TokenSettings {
-            access_ttl_seconds: config.access_token_ttl_seconds,
-            refresh_ttl_days: config.refresh_token_ttl_days,
-        },
+        TokenSettings { access_ttl_seconds: config.access_token_ttl_seconds, refresh_ttl_days: config.refresh_token_ttl_days },
     );
     let mailer = Mailer::outbox(&config.email_outbox_dir, &config.email_from);
-    let identity = IdentityService::new(
-        db.clone(),
-        tokens,
-        mailer,
-        config.password_reset_ttl_minutes,
-    );
+    let identity = IdentityService::new(db.clone(), tokens, mailer, config.password_reset_ttl_minutes);
     let cursors = CursorCodec::new(secret.expose().as_bytes());
     let seed = config.seed_on_startup.unwrap_or(fresh_sqlite);
     let state = AppState::new(Arc::new(config), db, identity, cursors);
     if seed {
-        let n = services::seed::demo(&state.db, &state.catalog)
-            .await
-            .map_err(|e| anyhow::anyhow!("seeding the demo catalog: {e}"))?;
+        let n = services::seed::demo(&state.db, &state.catalog).await.map_err(|e| anyhow::anyhow!("seeding the demo catalog: {e}"))?;
         if n > 0 {
             tracing::info!(products = n, "demo catalog created");
         }
@@ -105,17 +91,13 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let addr = config.bind_addr();
-        let listener = TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
         let state = build_state(config).await?;
         Ok(Self { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listener.local_addr().expect("bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -124,14 +106,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, marks the instance not ready,
     /// and lets in-flight requests finish within SHUTDOWN_TIMEOUT_SECONDS.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
         let grace = Duration::from_secs(state.config.shutdown_timeout_seconds);
-        let app =
-            http_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = http_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let marker = state.clone();
         let signal = async move {
@@ -145,10 +123,7 @@ impl Application {
         let _ = stopping_rx.await;
         match tokio::time::timeout(grace, serving).await {
             Ok(joined) => joined??,
-            Err(_) => tracing::warn!(
-                seconds = grace.as_secs(),
-                "shutdown grace period over; dropping remaining connections"
-            ),
+            Err(_) => tracing::warn!(seconds = grace.as_secs(), "shutdown grace period over; dropping remaining connections"),
         }
         state.db.clone().close().await;
         tracing::info!("stopped");
@@ -163,8 +138,7 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };
@@ -180,10 +154,7 @@ pub async fn healthcheck(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
         return false;
     };
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
@@ -192,9 +163,5 @@ pub async fn healthcheck(url: &str) -> bool {
         stream.read_to_end(&mut buf).await.ok()?;
         Some(buf.starts_with(b"HTTP/1.1 200"))
     };
-    tokio::time::timeout(Duration::from_secs(5), attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+    tokio::time::timeout(Duration::from_secs(5), attempt).await.ok().flatten().unwrap_or(false)
 }

@@ -100,10 +100,7 @@ fn main() -> ExitCode {
         }
     });
     platform::telemetry::init(&config.log_level, format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     match rt.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
         Ok(code) => code,
         Err(e) => {
@@ -126,24 +123,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
         }
         Command::Openapi => {
-            println!(
-                "{}",
-                http_api::openapi()
-                    .to_pretty_json()
-                    .context("serialising the spec")?
-            );
+            println!("{}", http_api::openapi().to_pretty_json().context("serialising the spec")?);
         }
         Command::Healthcheck { url } => {
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/live", config.port));
-            return Ok(if valuva::healthcheck(&url).await {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+            return Ok(if valuva::healthcheck(&url).await { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Command::Admin {
-            command: AdminCommand::Create { email, password },
-        } => {
+        Command::Admin { command: AdminCommand::Create { email, password } } => {
             let state = valuva::build_state(config).await?;
             let meta = services::RequestMeta::system();
             match state.identity.create_admin(&meta, &email, &password).await {
@@ -153,23 +139,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Seed { products: None, .. } => {
             let state = valuva::build_state(config).await?;
-            let n = services::seed::demo(&state.db, &state.catalog)
-                .await
-                .map_err(|e| anyhow::anyhow!(describe(e)))?;
+            let n = services::seed::demo(&state.db, &state.catalog).await.map_err(|e| anyhow::anyhow!(describe(e)))?;
             println!("demo catalog: {n} products created");
         }
-        Command::Seed {
-            products: Some(n),
-            batch,
-        } => {
+        Command::Seed { products: Some(n), batch } => {
             let db = valuva::connect_db(&config).await?;
             db.migrate().await?;
             let bar = indicatif::ProgressBar::new(n);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} products  {per_sec}  eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} products  {per_sec}  eta {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let started = std::time::Instant::now();
             let done = services::seed::bulk(&db, n, batch.clamp(1, 5000), |d| bar.set_position(d))
@@ -185,20 +164,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 (done * 6) as f64 / secs
             );
         }
-        Command::Inventory {
-            command: InventoryCommand::Verify,
-        } => {
+        Command::Inventory { command: InventoryCommand::Verify } => {
             let db = valuva::connect_db(&config).await?;
-            let bad = services::inventory::verify(&db)
-                .await
-                .map_err(|e| anyhow::anyhow!(describe(e)))?;
+            let bad = services::inventory::verify(&db).await.map_err(|e| anyhow::anyhow!(describe(e)))?;
             if bad.is_empty() {
                 println!("inventory ledger OK: every variant's movements match its stock");
             } else {
                 for m in &bad {
                     println!(
-                        "MISMATCH {}: ledger {} != stock {} + reserved {}",
-                        m.sku, m.ledger, m.stock, m.reserved
+                        "MISMATCH {}: ledger says stock {} reserved {}, variant has stock {} reserved {}",
+                        m.sku, m.ledger_stock, m.ledger_reserved, m.stock, m.reserved
                     );
                 }
                 return Ok(ExitCode::FAILURE);
@@ -209,14 +184,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             db.migrate().await?;
             match command {
                 AuditCommand::Verify => {
-                    let report = services::audit::verify(&db)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(describe(e)))?;
+                    let report = services::audit::verify(&db).await.map_err(|e| anyhow::anyhow!(describe(e)))?;
                     if let Some((seq, why)) = report.first_problem {
-                        println!(
-                            "audit chain BROKEN at row {seq}: {why} ({} rows verified before it)",
-                            report.rows_checked
-                        );
+                        println!("audit chain BROKEN at row {seq}: {why} ({} rows verified before it)", report.rows_checked);
                         return Ok(ExitCode::FAILURE);
                     }
                     println!("audit chain OK: {} rows verified", report.rows_checked);
@@ -237,11 +207,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 
 fn describe(e: services::ServiceError) -> String {
     match e {
-        services::ServiceError::Validation(errs) => errs
-            .iter()
-            .map(|f| format!("{}: {}", f.field, f.message))
-            .collect::<Vec<_>>()
-            .join("; "),
+        services::ServiceError::Validation(errs) => {
+            errs.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+        }
         other => other.to_string(),
     }
 }

@@ -42,19 +42,10 @@ pub async fn list_users(
     Query(q): Query<UsersQuery>,
 ) -> Result<axum::Json<List<UserView>>, ApiError> {
     let mut errs = Errors::default();
-    let role = q
-        .role
-        .as_deref()
-        .and_then(|r| errs.check("role", Role::parse(r)));
+    let role = q.role.as_deref().and_then(|r| errs.check("role", Role::parse(r)));
     errs.finish()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
-    Ok(axum::Json(
-        state
-            .identity
-            .list_users(&state.cursors, role, page)
-            .await?
-            .into(),
-    ))
+    Ok(axum::Json(state.identity.list_users(&state.cursors, role, page).await?.into()))
 }
 
 /// Change a user's role (admin only).
@@ -67,9 +58,7 @@ pub async fn patch_user(
     Json(req): Json<RoleChange>,
 ) -> Result<axum::Json<UserView>, ApiError> {
     let role = Role::parse(&req.role).map_err(|e| ApiError::field("role", e.0))?;
-    Ok(axum::Json(
-        state.identity.set_role(&admin.meta, id, role).await?,
-    ))
+    Ok(axum::Json(state.identity.set_role(&admin.meta, id, role).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -90,9 +79,7 @@ pub struct AuditQuery {
 }
 
 fn time(raw: &str) -> Result<DateTime<Utc>, domain::ParseError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| domain::ParseError::new("must be an RFC 3339 time"))
+    DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(|_| domain::ParseError::new("must be an RFC 3339 time"))
 }
 
 /// The audit trail, newest first (staff).
@@ -104,31 +91,13 @@ pub async fn audit_logs(
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<List<AuditView>>, ApiError> {
     let mut errs = Errors::default();
-    let actor = q.actor.as_deref().and_then(|a| {
-        errs.check(
-            "actor",
-            Uuid::parse_str(a).map_err(|_| domain::ParseError::new("must be a user id")),
-        )
-    });
-    let action = q
-        .action
-        .as_deref()
-        .and_then(|a| errs.check("action", AuditAction::parse(a)));
+    let actor =
+        q.actor.as_deref().and_then(|a| errs.check("actor", Uuid::parse_str(a).map_err(|_| domain::ParseError::new("must be a user id"))));
+    let action = q.action.as_deref().and_then(|a| errs.check("action", AuditAction::parse(a)));
     let from = q.from.as_deref().and_then(|t| errs.check("from", time(t)));
     let to = q.to.as_deref().and_then(|t| errs.check("to", time(t)));
     errs.finish()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
-    let filter = AuditFilter {
-        actor,
-        action,
-        entity_type: q.entity_type,
-        entity_id: q.entity_id,
-        from,
-        to,
-    };
-    Ok(axum::Json(
-        audit::list(&state.db, &state.cursors, filter, page)
-            .await?
-            .into(),
-    ))
+    let filter = AuditFilter { actor, action, entity_type: q.entity_type, entity_id: q.entity_id, from, to };
+    Ok(axum::Json(audit::list(&state.db, &state.cursors, filter, page).await?.into()))
 }

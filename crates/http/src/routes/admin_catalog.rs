@@ -14,8 +14,8 @@ use axum::{
 use serde::Deserialize;
 use services::{
     catalog::{
-        CategoryPatch, CategoryView, DeleteCategory, ListingQuery, NewCategory, NewProduct,
-        NewVariant, ProductPatch, ProductView, VariantPatch, VariantView,
+        CategoryPatch, CategoryView, DeleteCategory, ListingQuery, NewCategory, NewProduct, NewVariant, ProductPatch, ProductView,
+        VariantPatch, VariantView,
     },
     idempotency::Outcome,
     inventory::{Adjustment, MovementView},
@@ -54,9 +54,7 @@ pub async fn list_products(
         limit: q.limit,
         cursor: q.cursor,
     };
-    Ok(axum::Json(
-        state.catalog.list_products(query, true).await?.into(),
-    ))
+    Ok(axum::Json(state.catalog.list_products(query, true).await?.into()))
 }
 
 /// Create a product with its variants (initial stock goes into the inventory ledger).
@@ -67,19 +65,12 @@ pub async fn create_product(
     staff: Staff,
     Json(input): Json<NewProduct>,
 ) -> Result<(StatusCode, axum::Json<ProductView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(state.catalog.create_product(&staff.meta, input).await?),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(state.catalog.create_product(&staff.meta, input).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/products/{id}", tag = "admin-catalog", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = ProductView), (status = 404)))]
-pub async fn get_product(
-    State(state): State<AppState>,
-    _: Staff,
-    Path(id): Path<Uuid>,
-) -> Result<axum::Json<ProductView>, ApiError> {
+pub async fn get_product(State(state): State<AppState>, _: Staff, Path(id): Path<Uuid>) -> Result<axum::Json<ProductView>, ApiError> {
     Ok(axum::Json(state.catalog.admin_product(id).await?))
 }
 
@@ -92,19 +83,13 @@ pub async fn patch_product(
     Path(id): Path<Uuid>,
     Json(patch): Json<ProductPatch>,
 ) -> Result<axum::Json<ProductView>, ApiError> {
-    Ok(axum::Json(
-        state.catalog.update_product(&staff.meta, id, patch).await?,
-    ))
+    Ok(axum::Json(state.catalog.update_product(&staff.meta, id, patch).await?))
 }
 
 /// Soft-delete a product.
 #[utoipa::path(delete, path = "/api/v1/admin/products/{id}", tag = "admin-catalog", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404)))]
-pub async fn delete_product(
-    State(state): State<AppState>,
-    staff: Staff,
-    Path(id): Path<Uuid>,
-) -> Result<StatusCode, ApiError> {
+pub async fn delete_product(State(state): State<AppState>, staff: Staff, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     state.catalog.delete_product(&staff.meta, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -117,10 +102,7 @@ pub async fn add_variant(
     Path(id): Path<Uuid>,
     Json(input): Json<NewVariant>,
 ) -> Result<(StatusCode, axum::Json<ProductView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(state.catalog.add_variant(&staff.meta, id, input).await?),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(state.catalog.add_variant(&staff.meta, id, input).await?)))
 }
 
 /// Change SKU, price, options or weight. Stock changes go through the inventory endpoint.
@@ -133,12 +115,7 @@ pub async fn patch_variant(
     Path((id, variant)): Path<(Uuid, Uuid)>,
     Json(patch): Json<VariantPatch>,
 ) -> Result<axum::Json<VariantView>, ApiError> {
-    Ok(axum::Json(
-        state
-            .catalog
-            .update_variant(&staff.meta, id, variant, patch)
-            .await?,
-    ))
+    Ok(axum::Json(state.catalog.update_variant(&staff.meta, id, variant, patch).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/admin/products/{id}/variants/{variant_id}", tag = "admin-catalog", security(("bearer" = [])),
@@ -148,10 +125,7 @@ pub async fn delete_variant(
     staff: Staff,
     Path((id, variant)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .catalog
-        .delete_variant(&staff.meta, id, variant)
-        .await?;
+    state.catalog.delete_variant(&staff.meta, id, variant).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -177,10 +151,7 @@ pub async fn adjust_inventory(
     Path(id): Path<Uuid>,
     Json(req): Json<InventoryAdjustment>,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .inventory
-        .adjust(&staff.meta, id, req.delta, &req.reason, key)
-        .await?;
+    let outcome = state.inventory.adjust(&staff.meta, id, req.delta, &req.reason, key).await?;
     Ok(outcome_response(outcome, StatusCode::OK))
 }
 
@@ -189,13 +160,8 @@ pub fn outcome_response<T: serde::Serialize>(outcome: Outcome<T>, status: Status
     match outcome {
         Outcome::Fresh(v) => (status, axum::Json(v)).into_response(),
         Outcome::Replayed { status, body } => {
-            let mut res = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                axum::Json(body),
-            )
-                .into_response();
-            res.headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::Json(body)).into_response();
+            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             res
         }
     }
@@ -218,17 +184,12 @@ pub async fn movements(
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<MovementView>>, ApiError> {
     let page = PageRequest::parse(q.limit, q.cursor)?;
-    Ok(axum::Json(
-        state.inventory.movements(id, page).await?.into(),
-    ))
+    Ok(axum::Json(state.inventory.movements(id, page).await?.into()))
 }
 
 /// The category tree (same as the storefront's).
 #[utoipa::path(get, path = "/api/v1/admin/categories", tag = "admin-catalog", security(("bearer" = [])), responses((status = 200, body = List<CategoryView>)))]
-pub async fn list_categories(
-    State(state): State<AppState>,
-    _: Staff,
-) -> Result<axum::Json<List<CategoryView>>, ApiError> {
+pub async fn list_categories(State(state): State<AppState>, _: Staff) -> Result<axum::Json<List<CategoryView>>, ApiError> {
     Ok(axum::Json(List::all(state.catalog.category_tree().await?)))
 }
 
@@ -239,10 +200,7 @@ pub async fn create_category(
     staff: Staff,
     Json(input): Json<NewCategory>,
 ) -> Result<(StatusCode, axum::Json<CategoryView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(state.catalog.create_category(&staff.meta, input).await?),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(state.catalog.create_category(&staff.meta, input).await?)))
 }
 
 /// Rename, re-slug, move (`parent_id`) or reorder (`position`).
@@ -254,12 +212,7 @@ pub async fn patch_category(
     Path(id): Path<Uuid>,
     Json(patch): Json<CategoryPatch>,
 ) -> Result<axum::Json<CategoryView>, ApiError> {
-    Ok(axum::Json(
-        state
-            .catalog
-            .update_category(&staff.meta, id, patch)
-            .await?,
-    ))
+    Ok(axum::Json(state.catalog.update_category(&staff.meta, id, patch).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -290,10 +243,7 @@ pub async fn delete_category(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let how = DeleteCategory {
-        reparent_children: q.children.is_some(),
-        detach_products: q.products.is_some(),
-    };
+    let how = DeleteCategory { reparent_children: q.children.is_some(), detach_products: q.products.is_some() };
     state.catalog.delete_category(&staff.meta, id, how).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -86,32 +86,17 @@ fn session_response(state: &AppState, status: StatusCode, s: AuthSession) -> Res
     if let Some(csrf) = csrf {
         let max_age = state.config.refresh_token_ttl_days * 86_400;
         let h = res.headers_mut();
-        h.append(
-            header::SET_COOKIE,
-            cookie(
-                REFRESH_COOKIE,
-                &s.refresh_token,
-                "/api/v1/auth",
-                max_age,
-                true,
-            ),
-        );
-        h.append(
-            header::SET_COOKIE,
-            cookie(CSRF_COOKIE, &csrf, "/", max_age, false),
-        );
+        h.append(header::SET_COOKIE, cookie(REFRESH_COOKIE, &s.refresh_token, "/api/v1/auth", max_age, true));
+        h.append(header::SET_COOKIE, cookie(CSRF_COOKIE, &csrf, "/", max_age, false));
     }
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
 fn cookie(name: &str, value: &str, path: &str, max_age: u64, http_only: bool) -> HeaderValue {
     let http_only = if http_only { "; HttpOnly" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; Secure; SameSite=Strict{http_only}"
-    ))
-    .expect("cookie values are URL-safe")
+    HeaderValue::from_str(&format!("{name}={value}; Path={path}; Max-Age={max_age}; Secure; SameSite=Strict{http_only}"))
+        .expect("cookie values are URL-safe")
 }
 
 fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -126,28 +111,17 @@ fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The refresh token from the body, or — in cookie mode — from the cookie, which then
 /// requires a matching CSRF header.
-fn refresh_token_of(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Option<String>,
-) -> Result<String, ApiError> {
+fn refresh_token_of(state: &AppState, headers: &HeaderMap, body: Option<String>) -> Result<String, ApiError> {
     if let Some(t) = body.filter(|t| !t.is_empty()) {
         return Ok(t);
     }
     if state.config.auth_cookies
         && let Some(t) = read_cookie(headers, REFRESH_COOKIE)
     {
-        let sent = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let expected = read_cookie(headers, CSRF_COOKIE).unwrap_or_default();
         if expected.is_empty() || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf_failed",
-                "the X-CSRF-Token header must match the CSRF cookie",
-            ));
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "the X-CSRF-Token header must match the CSRF cookie"));
         }
         return Ok(t.to_owned());
     }
@@ -157,30 +131,16 @@ fn refresh_token_of(
 /// Create an account (role `customer`) and start a session.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = SessionResponse), (status = 409, description = "email taken"), (status = 422, description = "invalid fields")))]
-pub async fn register(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
-    Json(req): Json<RegisterRequest>,
-) -> Result<Response, ApiError> {
-    let s = state
-        .identity
-        .register(&meta, &req.email, &req.password, req.name.as_deref())
-        .await?;
+pub async fn register(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<RegisterRequest>) -> Result<Response, ApiError> {
+    let s = state.identity.register(&meta, &req.email, &req.password, req.name.as_deref()).await?;
     Ok(session_response(&state, StatusCode::CREATED, s))
 }
 
 /// Start a session. Unknown email and wrong password give the same 401.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = SessionResponse), (status = 401, description = "invalid credentials")))]
-pub async fn login(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
-    Json(req): Json<LoginRequest>,
-) -> Result<Response, ApiError> {
-    let s = state
-        .identity
-        .login(&meta, &req.email, &req.password)
-        .await?;
+pub async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
+    let s = state.identity.login(&meta, &req.email, &req.password).await?;
     Ok(session_response(&state, StatusCode::OK, s))
 }
 
@@ -211,12 +171,8 @@ pub async fn logout(
     state.identity.logout(&meta, &token).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     if state.config.auth_cookies {
-        res.headers_mut().append(
-            header::SET_COOKIE,
-            cookie(REFRESH_COOKIE, "", "/api/v1/auth", 0, true),
-        );
-        res.headers_mut()
-            .append(header::SET_COOKIE, cookie(CSRF_COOKIE, "", "/", 0, false));
+        res.headers_mut().append(header::SET_COOKIE, cookie(REFRESH_COOKIE, "", "/api/v1/auth", 0, true));
+        res.headers_mut().append(header::SET_COOKIE, cookie(CSRF_COOKIE, "", "/", 0, false));
     }
     Ok(res)
 }
@@ -224,11 +180,7 @@ pub async fn logout(
 /// Email a single-use reset token. Always 202, whether or not the account exists.
 #[utoipa::path(post, path = "/api/v1/auth/password/forgot", tag = "auth", request_body = ForgotRequest,
     responses((status = 202, description = "if the account exists, an email is on its way")))]
-pub async fn forgot(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
-    Json(req): Json<ForgotRequest>,
-) -> Result<StatusCode, ApiError> {
+pub async fn forgot(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<ForgotRequest>) -> Result<StatusCode, ApiError> {
     state.identity.forgot_password(&meta, &req.email).await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -236,14 +188,7 @@ pub async fn forgot(
 /// Set a new password with a reset token; ends every session of the account.
 #[utoipa::path(post, path = "/api/v1/auth/password/reset", tag = "auth", request_body = ResetRequest,
     responses((status = 204, description = "password changed"), (status = 400, description = "invalid or used token")))]
-pub async fn reset(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
-    Json(req): Json<ResetRequest>,
-) -> Result<StatusCode, ApiError> {
-    state
-        .identity
-        .reset_password(&meta, &req.token, &req.password)
-        .await?;
+pub async fn reset(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<ResetRequest>) -> Result<StatusCode, ApiError> {
+    state.identity.reset_password(&meta, &req.token, &req.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

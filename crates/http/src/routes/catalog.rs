@@ -13,19 +13,14 @@ use utoipa::IntoParams;
 
 /// The category tree.
 #[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", responses((status = 200, body = List<CategoryView>)))]
-pub async fn categories(
-    State(state): State<AppState>,
-) -> Result<axum::Json<List<CategoryView>>, ApiError> {
+pub async fn categories(State(state): State<AppState>) -> Result<axum::Json<List<CategoryView>>, ApiError> {
     Ok(axum::Json(List::all(state.catalog.category_tree().await?)))
 }
 
 /// One category (by id or slug) with its sub-categories.
 #[utoipa::path(get, path = "/api/v1/categories/{id_or_slug}", tag = "catalog", params(("id_or_slug" = String, Path)),
     responses((status = 200, body = CategoryView), (status = 404)))]
-pub async fn category(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> Result<axum::Json<CategoryView>, ApiError> {
+pub async fn category(State(state): State<AppState>, Path(key): Path<String>) -> Result<axum::Json<CategoryView>, ApiError> {
     Ok(axum::Json(state.catalog.category(&key).await?))
 }
 
@@ -63,21 +58,13 @@ impl From<ProductsQuery> for ListingQuery {
 /// Active products, filtered, searched and keyset-paginated.
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ProductsQuery),
     responses((status = 200, body = List<ProductView>), (status = 400, description = "invalid cursor"), (status = 422)))]
-pub async fn products(
-    State(state): State<AppState>,
-    Query(q): Query<ProductsQuery>,
-) -> Result<axum::Json<List<ProductView>>, ApiError> {
-    Ok(axum::Json(
-        state.catalog.list_products(q.into(), false).await?.into(),
-    ))
+pub async fn products(State(state): State<AppState>, Query(q): Query<ProductsQuery>) -> Result<axum::Json<List<ProductView>>, ApiError> {
+    Ok(axum::Json(state.catalog.list_products(q.into(), false).await?.into()))
 }
 
 /// An active product by id or slug, with variants and availability.
 #[utoipa::path(get, path = "/api/v1/products/{id_or_slug}", tag = "catalog", params(("id_or_slug" = String, Path)),
     responses((status = 200, body = ProductView), (status = 404)))]
-pub async fn product(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> Result<axum::Json<ProductView>, ApiError> {
+pub async fn product(State(state): State<AppState>, Path(key): Path<String>) -> Result<axum::Json<ProductView>, ApiError> {
     Ok(axum::Json(state.catalog.product(&key).await?))
 }

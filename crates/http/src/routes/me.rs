@@ -12,9 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -61,10 +59,7 @@ pub struct AddressPatchRequest {
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])), responses((status = 200, body = UserView), (status = 401)))]
-pub async fn get_me(
-    State(state): State<AppState>,
-    auth: Auth,
-) -> Result<axum::Json<UserView>, ApiError> {
+pub async fn get_me(State(state): State<AppState>, auth: Auth) -> Result<axum::Json<UserView>, ApiError> {
     Ok(axum::Json(state.identity.me(auth.actor.id).await?))
 }
 
@@ -76,27 +71,14 @@ pub async fn patch_me(
     auth: Auth,
     Json(req): Json<ProfilePatchRequest>,
 ) -> Result<axum::Json<UserView>, ApiError> {
-    let patch = ProfilePatch {
-        email: req.email,
-        name: req.name,
-    };
-    Ok(axum::Json(
-        state
-            .identity
-            .update_me(&auth.meta, auth.actor.id, patch)
-            .await?,
-    ))
+    let patch = ProfilePatch { email: req.email, name: req.name };
+    Ok(axum::Json(state.identity.update_me(&auth.meta, auth.actor.id, patch).await?))
 }
 
 /// The caller's address book (at most 50 entries, one page).
 #[utoipa::path(get, path = "/api/v1/me/addresses", tag = "me", security(("bearer" = [])), responses((status = 200, body = List<AddressView>)))]
-pub async fn list_addresses(
-    State(state): State<AppState>,
-    auth: Auth,
-) -> Result<axum::Json<List<AddressView>>, ApiError> {
-    Ok(axum::Json(List::all(
-        state.identity.list_addresses(auth.actor.id).await?,
-    )))
+pub async fn list_addresses(State(state): State<AppState>, auth: Auth) -> Result<axum::Json<List<AddressView>>, ApiError> {
+    Ok(axum::Json(List::all(state.identity.list_addresses(auth.actor.id).await?)))
 }
 
 #[utoipa::path(post, path = "/api/v1/me/addresses", tag = "me", security(("bearer" = [])), request_body = AddressRequest,
@@ -115,28 +97,14 @@ pub async fn add_address(
         country: r.country,
         phone: r.phone,
     };
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(
-            state
-                .identity
-                .add_address(&auth.meta, auth.actor.id, &input)
-                .await?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(state.identity.add_address(&auth.meta, auth.actor.id, &input).await?)))
 }
 
 /// One of the caller's addresses; another customer's address is a 404.
 #[utoipa::path(get, path = "/api/v1/me/addresses/{id}", tag = "me", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = AddressView), (status = 404)))]
-pub async fn get_address(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<Uuid>,
-) -> Result<axum::Json<AddressView>, ApiError> {
-    Ok(axum::Json(
-        state.identity.get_address(auth.actor.id, id).await?,
-    ))
+pub async fn get_address(State(state): State<AppState>, auth: Auth, Path(id): Path<Uuid>) -> Result<axum::Json<AddressView>, ApiError> {
+    Ok(axum::Json(state.identity.get_address(auth.actor.id, id).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/me/addresses/{id}", tag = "me", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AddressPatchRequest,
@@ -156,24 +124,12 @@ pub async fn patch_address(
         country: r.country,
         phone: r.phone,
     };
-    Ok(axum::Json(
-        state
-            .identity
-            .update_address(&auth.meta, auth.actor.id, id, patch)
-            .await?,
-    ))
+    Ok(axum::Json(state.identity.update_address(&auth.meta, auth.actor.id, id, patch).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/me/addresses/{id}", tag = "me", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404)))]
-pub async fn delete_address(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<Uuid>,
-) -> Result<StatusCode, ApiError> {
-    state
-        .identity
-        .delete_address(&auth.meta, auth.actor.id, id)
-        .await?;
+pub async fn delete_address(State(state): State<AppState>, auth: Auth, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+    state.identity.delete_address(&auth.meta, auth.actor.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

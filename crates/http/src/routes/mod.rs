@@ -1,6 +1,8 @@
 pub mod admin;
 pub mod admin_catalog;
+pub mod admin_orders;
 pub mod auth;
+pub mod carts;
 pub mod catalog;
 pub mod me;
 pub mod ops;
@@ -26,25 +28,13 @@ pub struct List<T> {
 impl<T> From<Page<T>> for List<T> {
     fn from(p: Page<T>) -> Self {
         let has_more = p.next_cursor.is_some();
-        Self {
-            data: p.items,
-            pagination: Pagination {
-                next_cursor: p.next_cursor,
-                has_more,
-            },
-        }
+        Self { data: p.items, pagination: Pagination { next_cursor: p.next_cursor, has_more } }
     }
 }
 
 impl<T> List<T> {
     /// A complete, bounded collection: one page, nothing more.
     pub fn all(data: Vec<T>) -> Self {
-        Self {
-            data,
-            pagination: Pagination {
-                next_cursor: None,
-                has_more: false,
-            },
-        }
+        Self { data, pagination: Pagination { next_cursor: None, has_more: false } }
     }
 }

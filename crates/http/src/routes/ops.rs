@@ -41,41 +41,20 @@ pub struct Health {
 async fn database(state: &AppState) -> (Check, Check) {
     let t = Instant::now();
     let db = match state.db.ping().await {
-        Ok(()) => Check {
-            status: "healthy",
-            latency_ms: Some(t.elapsed().as_secs_f64() * 1000.0),
-            detail: None,
-        },
-        Err(_) => Check {
-            status: "unhealthy",
-            latency_ms: None,
-            detail: Some("database unreachable".into()),
-        },
+        Ok(()) => Check { status: "healthy", latency_ms: Some(t.elapsed().as_secs_f64() * 1000.0), detail: None },
+        Err(_) => Check { status: "unhealthy", latency_ms: None, detail: Some("database unreachable".into()) },
     };
     let migrations = match state.db.pending_migrations().await {
-        Ok(0) => Check {
-            status: "healthy",
-            latency_ms: None,
-            detail: None,
-        },
-        Ok(n) => Check {
-            status: "unhealthy",
-            latency_ms: None,
-            detail: Some(format!("{n} migrations pending")),
-        },
-        Err(_) => Check {
-            status: "unhealthy",
-            latency_ms: None,
-            detail: Some("cannot read migration state".into()),
-        },
+        Ok(0) => Check { status: "healthy", latency_ms: None, detail: None },
+        Ok(n) => Check { status: "unhealthy", latency_ms: None, detail: Some(format!("{n} migrations pending")) },
+        Err(_) => Check { status: "unhealthy", latency_ms: None, detail: Some("cannot read migration state".into()) },
     };
     (db, migrations)
 }
 
 async fn report(state: &AppState) -> (StatusCode, Health) {
     let (database, migrations) = database(state).await;
-    let healthy =
-        database.status == "healthy" && migrations.status == "healthy" && !state.is_shutting_down();
+    let healthy = database.status == "healthy" && migrations.status == "healthy" && !state.is_shutting_down();
     let health = Health {
         status: if healthy { "healthy" } else { "unhealthy" },
         timestamp: chrono::Utc::now(),
@@ -85,14 +64,7 @@ async fn report(state: &AppState) -> (StatusCode, Health) {
         database,
         migrations,
     };
-    (
-        if healthy {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        health,
-    )
+    (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, health)
 }
 
 /// Readiness: database reachable, migrations applied, not shutting down.

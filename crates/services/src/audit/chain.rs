@@ -1,22 +1,22 @@
 use crate::{
-    RequestMeta, ServiceResult,
+    RequestMeta, ServiceError, ServiceResult,
     audit::{Change, record},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::AuditAction;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr};
 use sha2::{Digest, Sha256};
 use store::{
     Db,
     entities::{audit_chain, audit_logs},
 };
 
+const BATCH: u64 = 500;
+
 /// SHA-256 over every stored field (unit-separated) and the previous row's hash.
-pub(crate) fn row_hash(r: &audit_logs::Model) -> String {
+fn row_hash(r: &audit_logs::Model, seq: i64, prev: &str) -> String {
     let fields: [&str; 13] = [
-        &r.seq.to_string(),
+        &seq.to_string(),
         &r.id.to_string(),
         &r.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
         &r.actor_id.map(|a| a.to_string()).unwrap_or_default(),
@@ -28,7 +28,7 @@ pub(crate) fn row_hash(r: &audit_logs::Model) -> String {
         r.ip.as_deref().unwrap_or_default(),
         r.user_agent.as_deref().unwrap_or_default(),
         r.request_id.as_deref().unwrap_or_default(),
-        &r.prev_hash,
+        prev,
     ];
     let mut h = Sha256::new();
     for f in fields {
@@ -38,6 +38,56 @@ pub(crate) fn row_hash(r: &audit_logs::Model) -> String {
     hex::encode(h.finalize())
 }
 
+async fn head<C: ConnectionTrait>(conn: &C, lock: bool) -> ServiceResult<audit_chain::Model> {
+    let mut q = audit_chain::Entity::find_by_id(1);
+    if lock {
+        q = q.lock_exclusive();
+    }
+    q.one(conn).await?.ok_or_else(|| ServiceError::internal("audit chain head missing"))
+}
+
+/// Chains every committed, unsealed row: assigns the next sequence numbers in creation order
+/// and each row's hash. Safe to run on several instances at once (the head row is locked).
+/// Returns the number of rows sealed.
+pub async fn seal(db: &Db) -> ServiceResult<u64> {
+    let mut total = 0;
+    loop {
+        let tx = db.begin().await?;
+        let mut head = head(&tx, true).await?;
+        let rows = audit_logs::Entity::find()
+            .filter(audit_logs::Column::Seq.is_null())
+            .order_by_asc(audit_logs::Column::CreatedAt)
+            .order_by_asc(audit_logs::Column::Id)
+            .limit(BATCH)
+            .all(&tx)
+            .await?;
+        let n = rows.len() as u64;
+        for row in rows {
+            let seq = head.last_seq + 1;
+            let hash = row_hash(&row, seq, &head.last_hash);
+            audit_logs::Entity::update_many()
+                .col_expr(audit_logs::Column::Seq, Expr::value(seq))
+                .col_expr(audit_logs::Column::PrevHash, Expr::value(head.last_hash.clone()))
+                .col_expr(audit_logs::Column::Hash, Expr::value(hash.clone()))
+                .filter(audit_logs::Column::Id.eq(row.id))
+                .exec(&tx)
+                .await?;
+            head.last_seq = seq;
+            head.last_hash = hash;
+        }
+        if n > 0 {
+            audit_chain::ActiveModel { id: Set(1), last_seq: Set(head.last_seq), last_hash: Set(head.last_hash), ..Default::default() }
+                .update(&tx)
+                .await?;
+        }
+        tx.commit().await?;
+        total += n;
+        if n < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     pub rows_checked: u64,
@@ -45,24 +95,17 @@ pub struct VerifyReport {
     pub first_problem: Option<(i64, String)>,
 }
 
-/// Walks the chain from the last checkpoint to the head, in batches.
+/// Seals what is pending, then walks the chain from the last checkpoint to the head.
 pub async fn verify(db: &Db) -> ServiceResult<VerifyReport> {
+    seal(db).await?;
     let conn = db.primary();
-    let head = audit_chain::Entity::find_by_id(1)
-        .one(conn)
-        .await?
-        .ok_or_else(|| crate::ServiceError::internal("audit chain head missing"))?;
+    let head = head(conn, false).await?;
     let (mut expected_seq, mut prev) = (head.checkpoint_seq + 1, head.checkpoint_hash.clone());
     let mut checked = 0u64;
-    let fail = |seq: i64, why: String, checked| {
-        Ok(VerifyReport {
-            rows_checked: checked,
-            first_problem: Some((seq, why)),
-        })
-    };
+    let fail = |seq: i64, why: String, checked| Ok(VerifyReport { rows_checked: checked, first_problem: Some((seq, why)) });
     loop {
         let batch = audit_logs::Entity::find()
-            .filter(audit_logs::Column::Seq.gt(expected_seq - 1))
+            .filter(audit_logs::Column::Seq.gte(expected_seq))
             .order_by_asc(audit_logs::Column::Seq)
             .limit(1000)
             .all(conn)
@@ -71,64 +114,39 @@ pub async fn verify(db: &Db) -> ServiceResult<VerifyReport> {
             break;
         }
         for row in batch {
-            if row.seq != expected_seq {
-                return fail(
-                    expected_seq,
-                    format!(
-                        "row {expected_seq} is missing (next present row is {})",
-                        row.seq
-                    ),
-                    checked,
-                );
+            let seq = row.seq.unwrap_or_default();
+            if seq != expected_seq {
+                return fail(expected_seq, format!("row {expected_seq} is missing (next present row is {seq})"), checked);
             }
-            if row.prev_hash != prev {
-                return fail(
-                    row.seq,
-                    "link to the previous row is broken (rows removed or reordered)".into(),
-                    checked,
-                );
+            if row.prev_hash.as_deref() != Some(prev.as_str()) {
+                return fail(seq, "link to the previous row is broken (rows removed or reordered)".into(), checked);
             }
-            if row_hash(&row) != row.hash {
-                return fail(
-                    row.seq,
-                    "content does not match its hash (row edited)".into(),
-                    checked,
-                );
+            let hash = row_hash(&row, seq, &prev);
+            if row.hash.as_deref() != Some(hash.as_str()) {
+                return fail(seq, "content does not match its hash (row edited)".into(), checked);
             }
-            prev = row.hash;
+            prev = hash;
             expected_seq += 1;
             checked += 1;
         }
     }
     if expected_seq - 1 != head.last_seq || prev != head.last_hash {
-        return fail(
-            expected_seq,
-            format!(
-                "the chain ends at row {} but the head records row {} (rows removed)",
-                expected_seq - 1,
-                head.last_seq
-            ),
-            checked,
-        );
+        let why = format!("the chain ends at row {} but the head records row {} (rows removed)", expected_seq - 1, head.last_seq);
+        return fail(expected_seq, why, checked);
     }
-    Ok(VerifyReport {
-        rows_checked: checked,
-        first_problem: None,
-    })
+    Ok(VerifyReport { rows_checked: checked, first_problem: None })
 }
 
-/// Deletes rows older than `before` and moves the checkpoint to the last deleted row, so the
-/// remaining chain still verifies. Records the pruning itself as an ADMIN_ACTION. Returns the
-/// number of rows removed.
+/// Deletes sealed rows older than `before` and moves the checkpoint to the last deleted row,
+/// so the remaining chain still verifies. Records the pruning itself as an ADMIN_ACTION.
+/// Returns the number of rows removed.
 pub async fn prune(db: &Db, meta: &RequestMeta, before: DateTime<Utc>) -> ServiceResult<u64> {
+    seal(db).await?;
     let tx = db.begin().await?;
-    let head = audit_chain::Entity::find_by_id(1)
-        .lock_exclusive()
-        .one(&tx)
-        .await?
-        .ok_or_else(|| crate::ServiceError::internal("audit chain head missing"))?;
+    let head = head(&tx, true).await?;
     let last_old = audit_logs::Entity::find()
         .filter(audit_logs::Column::CreatedAt.lt(before))
+        .filter(audit_logs::Column::Seq.is_not_null())
         .order_by_desc(audit_logs::Column::Seq)
         .one(&tx)
         .await?;
@@ -136,29 +154,18 @@ pub async fn prune(db: &Db, meta: &RequestMeta, before: DateTime<Utc>) -> Servic
         tx.rollback().await?;
         return Ok(0);
     };
-    let removed = audit_logs::Entity::delete_many()
-        .filter(audit_logs::Column::Seq.lte(last_old.seq))
-        .exec(&tx)
-        .await?
-        .rows_affected;
+    let last_seq = last_old.seq.unwrap_or_default();
+    let removed = audit_logs::Entity::delete_many().filter(audit_logs::Column::Seq.lte(last_seq)).exec(&tx).await?.rows_affected;
     audit_chain::ActiveModel {
         id: Set(head.id),
-        checkpoint_seq: Set(last_old.seq),
-        checkpoint_hash: Set(last_old.hash.clone()),
+        checkpoint_seq: Set(last_seq),
+        checkpoint_hash: Set(last_old.hash.clone().unwrap_or_default()),
         ..Default::default()
     }
     .update(&tx)
     .await?;
-    let change = Change {
-        action: AuditAction::AdminAction,
-        entity_type: "audit_log",
-        entity_id: None,
-        old: None,
-        new: None,
-    }
-    .new_values(
-        serde_json::json!({"pruned_through_seq": last_old.seq, "rows": removed, "before": before}),
-    );
+    let change = Change { action: AuditAction::AdminAction, entity_type: "audit_log", entity_id: None, old: None, new: None }
+        .new_values(serde_json::json!({"pruned_through_seq": last_seq, "rows": removed, "before": before}));
     record(&tx, meta, change).await?;
     tx.commit().await?;
     Ok(removed)

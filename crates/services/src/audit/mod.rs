@@ -1,19 +1,19 @@
 //! The audit trail: one writer used by every mutation, inside the mutation's own transaction.
-//! Rows are hash-chained (each hash covers the row and the previous hash), so editing,
-//! removing or reordering a row is detectable by [`verify`].
+//! Rows are hash-chained by the sealer (each hash covers the row and the previous hash), so
+//! editing, removing or reordering a sealed row is detectable by [`verify`].
 
 mod chain;
 mod query;
 
-pub use chain::{VerifyReport, prune, verify};
+pub use chain::{VerifyReport, prune, seal, verify};
 pub use query::{AuditFilter, AuditView, list};
 
 use crate::{RequestMeta, ServiceResult};
 use chrono::{DurationRound, TimeDelta, Utc};
 use domain::AuditAction;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QuerySelect, Set};
+use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::Value;
-use store::entities::{audit_chain, audit_logs};
+use store::entities::audit_logs;
 
 /// What changed. `old`/`new` are scrubbed of secrets before they are stored.
 pub struct Change {
@@ -26,13 +26,7 @@ pub struct Change {
 
 impl Change {
     pub fn new(action: AuditAction, entity_type: &'static str, entity_id: impl ToString) -> Self {
-        Self {
-            action,
-            entity_type,
-            entity_id: Some(entity_id.to_string()),
-            old: None,
-            new: None,
-        }
+        Self { action, entity_type, entity_id: Some(entity_id.to_string()), old: None, new: None }
     }
     pub fn old(mut self, v: impl serde::Serialize) -> Self {
         self.old = serde_json::to_value(v).ok();
@@ -45,24 +39,14 @@ impl Change {
 }
 
 /// Appends one row. Call inside the transaction of the change it records: the row commits or
-/// rolls back with it. Locking the chain head orders concurrent appends.
-pub async fn record<C: ConnectionTrait>(
-    conn: &C,
-    meta: &RequestMeta,
-    change: Change,
-) -> ServiceResult<()> {
-    let head = audit_chain::Entity::find_by_id(1)
-        .lock_exclusive()
-        .one(conn)
-        .await?
-        .ok_or_else(|| crate::ServiceError::internal("audit chain head missing"))?;
+/// rolls back with it. The row is chained later by [`seal`], so concurrent writers never
+/// contend on the chain head (at SERIALIZABLE they would abort each other).
+pub async fn record<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, change: Change) -> ServiceResult<()> {
     let row = audit_logs::Model {
-        seq: head.last_seq + 1,
         id: domain::new_id(),
+        seq: None,
         // Stored precision is microseconds on both backends; hash what is stored.
-        created_at: Utc::now()
-            .duration_trunc(TimeDelta::microseconds(1))
-            .unwrap_or_else(|_| Utc::now()),
+        created_at: Utc::now().duration_trunc(TimeDelta::microseconds(1)).unwrap_or_else(|_| Utc::now()),
         actor_id: meta.actor.map(|a| a.id),
         action: change.action.as_str().to_owned(),
         entity_type: change.entity_type.to_owned(),
@@ -72,37 +56,14 @@ pub async fn record<C: ConnectionTrait>(
         ip: meta.ip.clone().map(|s| truncate(s, 64)),
         user_agent: meta.user_agent.clone().map(|s| truncate(s, 512)),
         request_id: meta.request_id.clone().map(|s| truncate(s, 128)),
-        prev_hash: head.last_hash.clone(),
-        hash: String::new(),
+        prev_hash: None,
+        hash: None,
     };
-    let hash = chain::row_hash(&row);
-    let seq = row.seq;
-    audit_logs::Entity::insert(audit_logs::ActiveModel {
-        hash: Set(hash.clone()),
-        ..row.into()
-    })
-    .exec_without_returning(conn)
-    .await?;
-    audit_chain::ActiveModel {
-        id: Set(1),
-        last_seq: Set(seq),
-        last_hash: Set(hash),
-        ..Default::default()
-    }
-    .update(conn)
-    .await?;
+    audit_logs::Entity::insert(audit_logs::ActiveModel::from(row)).exec_without_returning(conn).await?;
     Ok(())
 }
 
-const SECRET_KEYS: [&str; 7] = [
-    "password",
-    "password_hash",
-    "token",
-    "secret",
-    "refresh_token",
-    "access_token",
-    "card",
-];
+const SECRET_KEYS: [&str; 7] = ["password", "password_hash", "token", "secret", "refresh_token", "access_token", "card"];
 
 /// Replaces the value of any key that names a secret, at any depth.
 fn scrub(v: Value) -> Value {
@@ -110,17 +71,8 @@ fn scrub(v: Value) -> Value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let secret = SECRET_KEYS
-                        .iter()
-                        .any(|s| k.to_ascii_lowercase().contains(s));
-                    (
-                        k,
-                        if secret {
-                            Value::String("[redacted]".into())
-                        } else {
-                            scrub(v)
-                        },
-                    )
+                    let secret = SECRET_KEYS.iter().any(|s| k.to_ascii_lowercase().contains(s));
+                    (k, if secret { Value::String("[redacted]".into()) } else { scrub(v) })
                 })
                 .collect(),
         ),
@@ -146,8 +98,7 @@ mod tests {
 
     #[test]
     fn scrub_hides_secrets_at_any_depth() {
-        let v =
-            serde_json::json!({"email": "a@b.c", "password": "x", "nested": [{"api_token": "t"}]});
+        let v = serde_json::json!({"email": "a@b.c", "password": "x", "nested": [{"api_token": "t"}]});
         let s = scrub(v).to_string();
         assert!(s.contains("a@b.c") && !s.contains("\"x\"") && !s.contains("\"t\""));
     }

@@ -22,7 +22,8 @@ pub struct AuditFilter {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditView {
     pub id: Uuid,
-    pub seq: i64,
+    /// Position in the hash chain (null until sealed, normally within a second).
+    pub seq: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
     pub action: String,
@@ -33,20 +34,15 @@ pub struct AuditView {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
-    pub hash: String,
+    pub hash: Option<String>,
 }
 
-/// Newest first, keyset-paginated on `seq`.
-pub async fn list(
-    db: &Db,
-    codec: &CursorCodec,
-    f: AuditFilter,
-    page: PageRequest,
-) -> ServiceResult<Page<AuditView>> {
+/// Newest first, keyset-paginated on the (time-ordered) id.
+pub async fn list(db: &Db, codec: &CursorCodec, f: AuditFilter, page: PageRequest) -> ServiceResult<Page<AuditView>> {
     let mut q = audit_logs::Entity::find();
     if let Some(c) = &page.cursor {
-        let before: i64 = codec.decode(c)?;
-        q = q.filter(audit_logs::Column::Seq.lt(before));
+        let before: Uuid = codec.decode(c)?;
+        q = q.filter(audit_logs::Column::Id.lt(before));
     }
     if let Some(a) = f.actor {
         q = q.filter(audit_logs::Column::ActorId.eq(a));
@@ -66,26 +62,20 @@ pub async fn list(
     if let Some(to) = f.to {
         q = q.filter(audit_logs::Column::CreatedAt.lt(to));
     }
-    let rows = q
-        .order_by_desc(audit_logs::Column::Seq)
-        .limit(page.limit + 1)
-        .all(db.replica())
-        .await?;
-    Ok(
-        Page::from_rows(rows, page.limit, codec, |r| r.seq).map(|r| AuditView {
-            id: r.id,
-            seq: r.seq,
-            created_at: r.created_at,
-            actor_id: r.actor_id,
-            action: r.action,
-            entity_type: r.entity_type,
-            entity_id: r.entity_id,
-            old_values: r.old_values.and_then(|s| serde_json::from_str(&s).ok()),
-            new_values: r.new_values.and_then(|s| serde_json::from_str(&s).ok()),
-            ip: r.ip,
-            user_agent: r.user_agent,
-            request_id: r.request_id,
-            hash: r.hash,
-        }),
-    )
+    let rows = q.order_by_desc(audit_logs::Column::Id).limit(page.limit + 1).all(db.replica()).await?;
+    Ok(Page::from_rows(rows, page.limit, codec, |r| r.id).map(|r| AuditView {
+        id: r.id,
+        seq: r.seq,
+        created_at: r.created_at,
+        actor_id: r.actor_id,
+        action: r.action,
+        entity_type: r.entity_type,
+        entity_id: r.entity_id,
+        old_values: r.old_values.and_then(|s| serde_json::from_str(&s).ok()),
+        new_values: r.new_values.and_then(|s| serde_json::from_str(&s).ok()),
+        ip: r.ip,
+        user_agent: r.user_agent,
+        request_id: r.request_id,
+        hash: r.hash,
+    }))
 }

@@ -6,10 +6,7 @@ use crate::{
 };
 use chrono::Utc;
 use domain::{AuditAction, Slug};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, sea_query::Expr,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set, sea_query::Expr};
 use std::collections::{HashMap, HashSet};
 use store::entities::{categories, product_categories as pc};
 use uuid::Uuid;
@@ -42,10 +39,7 @@ fn build_tree(all: Vec<categories::Model>, root: Option<Uuid>) -> Vec<CategoryVi
     for c in all {
         by_parent.entry(c.parent_id).or_default().push(c);
     }
-    fn attach(
-        parent: Option<Uuid>,
-        by_parent: &mut HashMap<Option<Uuid>, Vec<categories::Model>>,
-    ) -> Vec<CategoryView> {
+    fn attach(parent: Option<Uuid>, by_parent: &mut HashMap<Option<Uuid>, Vec<categories::Model>>) -> Vec<CategoryView> {
         let mut kids = by_parent.remove(&parent).unwrap_or_default();
         kids.sort_by(|a, b| (a.position, &a.name).cmp(&(b.position, &b.name)));
         kids.into_iter()
@@ -69,22 +63,13 @@ fn parse_text(errs: &mut Errors, field: &str, raw: &str, max: usize) -> String {
 }
 
 impl CatalogService {
-    async fn all_categories<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-    ) -> ServiceResult<Vec<categories::Model>> {
-        Ok(categories::Entity::find()
-            .order_by_asc(categories::Column::Position)
-            .all(conn)
-            .await?)
+    async fn all_categories<C: ConnectionTrait>(&self, conn: &C) -> ServiceResult<Vec<categories::Model>> {
+        Ok(categories::Entity::find().order_by_asc(categories::Column::Position).all(conn).await?)
     }
 
     /// The whole tree, roots first, children ordered by position.
     pub async fn category_tree(&self) -> ServiceResult<Vec<CategoryView>> {
-        Ok(build_tree(
-            self.all_categories(self.db.replica()).await?,
-            None,
-        ))
+        Ok(build_tree(self.all_categories(self.db.replica()).await?, None))
     }
 
     /// One category (by id or slug) with its subtree.
@@ -101,56 +86,35 @@ impl CatalogService {
     }
 
     /// The category and all its descendants' ids (for listing filters).
-    pub(super) async fn category_and_descendants(
-        &self,
-        id_or_slug: &str,
-    ) -> ServiceResult<Option<Vec<Uuid>>> {
+    pub(super) async fn category_and_descendants(&self, id_or_slug: &str) -> ServiceResult<Option<Vec<Uuid>>> {
         let all = self.all_categories(self.db.replica()).await?;
-        let Some(root) = all
-            .iter()
-            .find(|c| c.slug == id_or_slug || c.id.to_string() == id_or_slug)
-        else {
+        let Some(root) = all.iter().find(|c| c.slug == id_or_slug || c.id.to_string() == id_or_slug) else {
             return Ok(None);
         };
         let mut ids = vec![root.id];
         let mut i = 0;
         while i < ids.len() {
             let parent = ids[i];
-            ids.extend(
-                all.iter()
-                    .filter(|c| c.parent_id == Some(parent))
-                    .map(|c| c.id),
-            );
+            ids.extend(all.iter().filter(|c| c.parent_id == Some(parent)).map(|c| c.id));
             i += 1;
         }
         Ok(Some(ids))
     }
 
-    pub async fn create_category(
-        &self,
-        meta: &RequestMeta,
-        input: NewCategory,
-    ) -> ServiceResult<CategoryView> {
+    pub async fn create_category(&self, meta: &RequestMeta, input: NewCategory) -> ServiceResult<CategoryView> {
         let mut errs = Errors::default();
         let name = parse_text(&mut errs, "name", &input.name, 200);
         let slug = match &input.slug {
             Some(s) => errs.check("slug", Slug::parse(s)),
             None => Some(Slug::from_title(&name)),
         };
-        if input
-            .description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 5000)
-        {
+        if input.description.as_ref().is_some_and(|d| d.chars().count() > 5000) {
             errs.push("description", "must be at most 5000 characters");
         }
         errs.finish()?;
         let tx = self.db.begin().await?;
         if let Some(parent) = input.parent_id
-            && categories::Entity::find_by_id(parent)
-                .one(&tx)
-                .await?
-                .is_none()
+            && categories::Entity::find_by_id(parent).one(&tx).await?.is_none()
         {
             return Err(ServiceError::field("parent_id", "no such category"));
         }
@@ -169,41 +133,21 @@ impl CatalogService {
         .await
         .map_err(slug_conflict)?;
         let v = view(row);
-        audit::record(
-            &tx,
-            meta,
-            Change::new(AuditAction::Create, "category", v.id).new_values(&v),
-        )
-        .await?;
+        audit::record(&tx, meta, Change::new(AuditAction::Create, "category", v.id).new_values(&v)).await?;
         tx.commit().await?;
         Ok(v)
     }
 
     /// Rename, re-slug, move (a category cannot move under itself or its descendants) or
     /// reorder.
-    pub async fn update_category(
-        &self,
-        meta: &RequestMeta,
-        id: Uuid,
-        patch: CategoryPatch,
-    ) -> ServiceResult<CategoryView> {
+    pub async fn update_category(&self, meta: &RequestMeta, id: Uuid, patch: CategoryPatch) -> ServiceResult<CategoryView> {
         let mut errs = Errors::default();
-        let name = patch
-            .name
-            .as_deref()
-            .map(|n| parse_text(&mut errs, "name", n, 200));
-        let slug = patch
-            .slug
-            .as_deref()
-            .and_then(|s| errs.check("slug", Slug::parse(s)));
+        let name = patch.name.as_deref().map(|n| parse_text(&mut errs, "name", n, 200));
+        let slug = patch.slug.as_deref().and_then(|s| errs.check("slug", Slug::parse(s)));
         errs.finish()?;
         let tx = self.db.begin().await?;
         let all = self.all_categories(&tx).await?;
-        let current = all
-            .iter()
-            .find(|c| c.id == id)
-            .cloned()
-            .ok_or(ServiceError::not_found("category"))?;
+        let current = all.iter().find(|c| c.id == id).cloned().ok_or(ServiceError::not_found("category"))?;
         if let Some(Some(new_parent)) = patch.parent_id {
             if !all.iter().any(|c| c.id == new_parent) {
                 return Err(ServiceError::field("parent_id", "no such category"));
@@ -239,51 +183,26 @@ impl CatalogService {
         }
         am.updated_at = Set(Utc::now());
         let new = view(am.update(&tx).await.map_err(slug_conflict)?);
-        audit::record(
-            &tx,
-            meta,
-            Change::new(AuditAction::Update, "category", id)
-                .old(&old)
-                .new_values(&new),
-        )
-        .await?;
+        audit::record(&tx, meta, Change::new(AuditAction::Update, "category", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
         Ok(new)
     }
 
-    pub async fn delete_category(
-        &self,
-        meta: &RequestMeta,
-        id: Uuid,
-        how: DeleteCategory,
-    ) -> ServiceResult<()> {
+    pub async fn delete_category(&self, meta: &RequestMeta, id: Uuid, how: DeleteCategory) -> ServiceResult<()> {
         let tx = self.db.begin().await?;
-        let current = categories::Entity::find_by_id(id)
-            .one(&tx)
-            .await?
-            .ok_or(ServiceError::not_found("category"))?;
-        let children = categories::Entity::find()
-            .filter(categories::Column::ParentId.eq(id))
-            .count(&tx)
-            .await?;
+        let current = categories::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("category"))?;
+        let children = categories::Entity::find().filter(categories::Column::ParentId.eq(id)).count(&tx).await?;
         if children > 0 && !how.reparent_children {
             return Err(ServiceError::conflict(
                 "category_has_children",
-                format!(
-                    "the category has {children} sub-categories; pass children=reparent to move them up"
-                ),
+                format!("the category has {children} sub-categories; pass children=reparent to move them up"),
             ));
         }
-        let products = pc::Entity::find()
-            .filter(pc::Column::CategoryId.eq(id))
-            .count(&tx)
-            .await?;
+        let products = pc::Entity::find().filter(pc::Column::CategoryId.eq(id)).count(&tx).await?;
         if products > 0 && !how.detach_products {
             return Err(ServiceError::conflict(
                 "category_has_products",
-                format!(
-                    "{products} products are in this category; pass products=detach to remove it from them"
-                ),
+                format!("{products} products are in this category; pass products=detach to remove it from them"),
             ));
         }
         categories::Entity::update_many()
@@ -291,54 +210,30 @@ impl CatalogService {
             .filter(categories::Column::ParentId.eq(id))
             .exec(&tx)
             .await?;
-        pc::Entity::delete_many()
-            .filter(pc::Column::CategoryId.eq(id))
-            .exec(&tx)
-            .await?;
+        pc::Entity::delete_many().filter(pc::Column::CategoryId.eq(id)).exec(&tx).await?;
         categories::Entity::delete_by_id(id).exec(&tx).await?;
         let change = Change::new(AuditAction::Delete, "category", id)
             .old(view(current))
-            .new_values(
-                serde_json::json!({"children_reparented": children, "products_detached": products}),
-            );
+            .new_values(serde_json::json!({"children_reparented": children, "products_detached": products}));
         audit::record(&tx, meta, change).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Checks that every id names a category; returns them de-duplicated.
-    pub(super) async fn existing_categories<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        ids: &[Uuid],
-    ) -> ServiceResult<Vec<Uuid>> {
-        let unique: Vec<Uuid> = ids
-            .iter()
-            .copied()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+    pub(super) async fn existing_categories<C: ConnectionTrait>(&self, conn: &C, ids: &[Uuid]) -> ServiceResult<Vec<Uuid>> {
+        let unique: Vec<Uuid> = ids.iter().copied().collect::<HashSet<_>>().into_iter().collect();
         if unique.is_empty() {
             return Ok(unique);
         }
-        let found = categories::Entity::find()
-            .filter(categories::Column::Id.is_in(unique.clone()))
-            .count(conn)
-            .await?;
+        let found = categories::Entity::find().filter(categories::Column::Id.is_in(unique.clone())).count(conn).await?;
         if found as usize != unique.len() {
-            return Err(ServiceError::field(
-                "category_ids",
-                "contains an unknown category",
-            ));
+            return Err(ServiceError::field("category_ids", "contains an unknown category"));
         }
         Ok(unique)
     }
 }
 
 fn slug_conflict(e: sea_orm::DbErr) -> ServiceError {
-    if store::is_unique_violation(&e) {
-        ServiceError::conflict("slug_taken", "another category has this slug")
-    } else {
-        e.into()
-    }
+    if store::is_unique_violation(&e) { ServiceError::conflict("slug_taken", "another category has this slug") } else { e.into() }
 }

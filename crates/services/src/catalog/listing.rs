@@ -31,11 +31,8 @@ pub enum Sort {
 
 impl Sort {
     fn parse(raw: &str) -> Result<Self, domain::ParseError> {
-        serde_json::from_value(serde_json::Value::String(raw.to_owned())).map_err(|_| {
-            domain::ParseError::new(
-                "must be one of newest, price_asc, price_desc, title, relevance",
-            )
-        })
+        serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+            .map_err(|_| domain::ParseError::new("must be one of newest, price_asc, price_desc, title, relevance"))
     }
 }
 
@@ -69,17 +66,9 @@ struct Position {
 }
 
 impl CatalogService {
-    pub async fn list_products(
-        &self,
-        query: ListingQuery,
-        admin: bool,
-    ) -> ServiceResult<Page<ProductView>> {
+    pub async fn list_products(&self, query: ListingQuery, admin: bool) -> ServiceResult<Page<ProductView>> {
         let mut errs = Errors::default();
-        let folded = query
-            .q
-            .as_deref()
-            .map(fold_for_search)
-            .filter(|q| !q.is_empty());
+        let folded = query.q.as_deref().map(fold_for_search).filter(|q| !q.is_empty());
         if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
             errs.push("q", "must be at most 200 characters");
         }
@@ -91,10 +80,7 @@ impl CatalogService {
         if sort == Some(Sort::Relevance) && folded.is_none() {
             errs.push("sort", "relevance needs a search term (q)");
         }
-        for (field, v) in [
-            ("min_price", query.min_price),
-            ("max_price", query.max_price),
-        ] {
+        for (field, v) in [("min_price", query.min_price), ("max_price", query.max_price)] {
             if v.is_some_and(|v| v < 0) {
                 errs.push(field, "must not be negative");
             }
@@ -116,23 +102,13 @@ impl CatalogService {
         errs.finish()?;
         let page = page?;
         let sort = sort.expect("checked");
-        let after: Option<Position> = page
-            .cursor
-            .as_deref()
-            .map(|c| self.cursors.decode(c))
-            .transpose()?;
+        let after: Option<Position> = page.cursor.as_deref().map(|c| self.cursors.decode(c)).transpose()?;
         if after.as_ref().is_some_and(|p| p.sort != sort) {
-            return Err(ServiceError::bad_request(
-                "invalid_cursor",
-                "the cursor belongs to another sort order",
-            ));
+            return Err(ServiceError::bad_request("invalid_cursor", "the cursor belongs to another sort order"));
         }
 
         let search = self.db.product_search();
-        let rank = folded
-            .as_deref()
-            .map(|q| search.rank(q))
-            .unwrap_or_else(|| Expr::cust("CAST(0 AS DOUBLE PRECISION)"));
+        let rank = folded.as_deref().map(|q| search.rank(q)).unwrap_or_else(|| Expr::cust("CAST(0 AS DOUBLE PRECISION)"));
         let mut q = products::Entity::find()
             .select_only()
             .column(products::Column::Id)
@@ -146,15 +122,9 @@ impl CatalogService {
             (true, None) => q,
         };
         if let Some(c) = &query.category {
-            let ids = self
-                .category_and_descendants(c)
-                .await?
-                .ok_or_else(|| ServiceError::field("category", "no such category"))?;
-            let sub = Query::select()
-                .column(pc::Column::ProductId)
-                .from(pc::Entity)
-                .and_where(pc::Column::CategoryId.is_in(ids))
-                .to_owned();
+            let ids = self.category_and_descendants(c).await?.ok_or_else(|| ServiceError::field("category", "no such category"))?;
+            let sub =
+                Query::select().column(pc::Column::ProductId).from(pc::Entity).and_where(pc::Column::CategoryId.is_in(ids)).to_owned();
             q = q.filter(products::Column::Id.in_subquery(sub));
         }
         if let Some(lo) = query.min_price {
@@ -172,65 +142,35 @@ impl CatalogService {
         }
         q = match sort {
             Sort::Newest => q.order_by(products::Column::Id, Order::Desc),
-            Sort::PriceAsc => q
-                .order_by(products::Column::MinPrice, Order::Asc)
-                .order_by(products::Column::Id, Order::Asc),
-            Sort::PriceDesc => q
-                .order_by(products::Column::MinPrice, Order::Desc)
-                .order_by(products::Column::Id, Order::Desc),
-            Sort::Title => q
-                .order_by(products::Column::Title, Order::Asc)
-                .order_by(products::Column::Id, Order::Asc),
-            Sort::Relevance => q
-                .order_by(rank.clone(), Order::Desc)
-                .order_by(products::Column::Id, Order::Desc),
+            Sort::PriceAsc => q.order_by(products::Column::MinPrice, Order::Asc).order_by(products::Column::Id, Order::Asc),
+            Sort::PriceDesc => q.order_by(products::Column::MinPrice, Order::Desc).order_by(products::Column::Id, Order::Desc),
+            Sort::Title => q.order_by(products::Column::Title, Order::Asc).order_by(products::Column::Id, Order::Asc),
+            Sort::Relevance => q.order_by(rank.clone(), Order::Desc).order_by(products::Column::Id, Order::Desc),
         };
         if let Some(p) = &after {
-            let bad = || {
-                ServiceError::bad_request("invalid_cursor", "the cursor is invalid or was altered")
-            };
+            let bad = || ServiceError::bad_request("invalid_cursor", "the cursor is invalid or was altered");
             let key = |col: products::Column| Expr::col((products::Entity, col));
             q = q.filter(match sort {
                 Sort::Newest => id().lt(p.id),
-                Sort::PriceAsc => {
-                    Expr::tuple([key(products::Column::MinPrice), id()]).gt(Expr::tuple([
-                        Expr::val(p.price.ok_or_else(bad)?),
-                        Expr::val(p.id),
-                    ]))
+                Sort::PriceAsc => Expr::tuple([key(products::Column::MinPrice), id()])
+                    .gt(Expr::tuple([Expr::val(p.price.ok_or_else(bad)?), Expr::val(p.id)])),
+                Sort::PriceDesc => Expr::tuple([key(products::Column::MinPrice), id()])
+                    .lt(Expr::tuple([Expr::val(p.price.ok_or_else(bad)?), Expr::val(p.id)])),
+                Sort::Title => Expr::tuple([key(products::Column::Title), id()])
+                    .gt(Expr::tuple([Expr::val(p.title.clone().ok_or_else(bad)?), Expr::val(p.id)])),
+                Sort::Relevance => {
+                    Expr::tuple([rank.clone(), id()]).lt(Expr::tuple([Expr::val(f64::from_bits(p.rank.ok_or_else(bad)?)), Expr::val(p.id)]))
                 }
-                Sort::PriceDesc => {
-                    Expr::tuple([key(products::Column::MinPrice), id()]).lt(Expr::tuple([
-                        Expr::val(p.price.ok_or_else(bad)?),
-                        Expr::val(p.id),
-                    ]))
-                }
-                Sort::Title => Expr::tuple([key(products::Column::Title), id()]).gt(Expr::tuple([
-                    Expr::val(p.title.clone().ok_or_else(bad)?),
-                    Expr::val(p.id),
-                ])),
-                Sort::Relevance => Expr::tuple([rank.clone(), id()]).lt(Expr::tuple([
-                    Expr::val(f64::from_bits(p.rank.ok_or_else(bad)?)),
-                    Expr::val(p.id),
-                ])),
             });
         }
-        let keys: Vec<(Uuid, Option<i64>, String, f64)> = q
-            .limit(page.limit + 1)
-            .into_tuple()
-            .all(self.db.replica())
-            .await?;
-        let page = Page::from_rows(
-            keys,
-            page.limit,
-            &self.cursors,
-            |(id, price, title, rank)| Position {
-                sort,
-                id: *id,
-                price: *price,
-                title: matches!(sort, Sort::Title).then(|| title.clone()),
-                rank: matches!(sort, Sort::Relevance).then_some(rank.to_bits()),
-            },
-        );
+        let keys: Vec<(Uuid, Option<i64>, String, f64)> = q.limit(page.limit + 1).into_tuple().all(self.db.replica()).await?;
+        let page = Page::from_rows(keys, page.limit, &self.cursors, |(id, price, title, rank)| Position {
+            sort,
+            id: *id,
+            price: *price,
+            title: matches!(sort, Sort::Title).then(|| title.clone()),
+            rank: matches!(sort, Sort::Relevance).then_some(rank.to_bits()),
+        });
         // Second step: the page's rows in full, three batched queries, in page order.
         let ids: Vec<Uuid> = page.items.iter().map(|k| k.0).collect();
         let mut rows: HashMap<Uuid, products::Model> = products::Entity::find()
@@ -242,9 +182,6 @@ impl CatalogService {
             .collect();
         let ordered = ids.iter().filter_map(|id| rows.remove(id)).collect();
         let views = self.views(self.db.replica(), ordered, admin).await?;
-        Ok(Page {
-            items: views,
-            next_cursor: page.next_cursor,
-        })
+        Ok(Page { items: views, next_cursor: page.next_cursor })
     }
 }

@@ -24,11 +24,6 @@ pub struct CatalogService {
 
 impl CatalogService {
     pub fn new(db: Db, cursors: CursorCodec, low_stock_threshold: i64, expose_stock: bool) -> Self {
-        Self {
-            db,
-            cursors,
-            low_stock_threshold,
-            expose_stock,
-        }
+        Self { db, cursors, low_stock_threshold, expose_stock }
     }
 }

@@ -3,19 +3,13 @@
 use super::{CatalogService, CategoryRef, MoneyView, ProductView, VariantView};
 use crate::ServiceResult;
 use domain::Availability;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, sea_query::Expr};
 use std::collections::HashMap;
 use store::entities::{categories, product_categories as pc, products, variants};
 use uuid::Uuid;
 
 pub(super) fn money(amount: i64, currency: &str) -> MoneyView {
-    MoneyView {
-        amount,
-        currency: currency.to_owned(),
-    }
+    MoneyView { amount, currency: currency.to_owned() }
 }
 
 impl CatalogService {
@@ -51,9 +45,7 @@ impl CatalogService {
             .all(conn)
             .await?
         {
-            vars.entry(v.product_id)
-                .or_default()
-                .push(self.variant_view(v, admin));
+            vars.entry(v.product_id).or_default().push(self.variant_view(v, admin));
         }
         let mut cats: HashMap<Uuid, Vec<CategoryRef>> = HashMap::new();
         let links: Vec<(Uuid, Uuid, String, String)> = pc::Entity::find()
@@ -64,17 +56,12 @@ impl CatalogService {
             .column(categories::Column::Name)
             .join(JoinType::InnerJoin, pc::Relation::Category.def())
             .filter(pc::Column::ProductId.is_in(ids))
-            .order_by_asc(Expr::col((
-                categories::Entity,
-                categories::Column::Position,
-            )))
+            .order_by_asc(Expr::col((categories::Entity, categories::Column::Position)))
             .into_tuple()
             .all(conn)
             .await?;
         for (product, id, slug, name) in links {
-            cats.entry(product)
-                .or_default()
-                .push(CategoryRef { id, slug, name });
+            cats.entry(product).or_default().push(CategoryRef { id, slug, name });
         }
         Ok(rows
             .into_iter()

@@ -5,9 +5,7 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use domain::{Address, AddressInput, AuditAction};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
 use serde::Serialize;
 use store::entities::addresses;
 use uuid::Uuid;
@@ -73,13 +71,7 @@ pub struct AddressPatch {
 }
 
 fn parse(input: &AddressInput) -> ServiceResult<Address> {
-    Address::parse(input).map_err(|errs| {
-        ServiceError::Validation(
-            errs.into_iter()
-                .map(|(f, e)| crate::FieldError::new(f, e.0))
-                .collect(),
-        )
-    })
+    Address::parse(input).map_err(|errs| ServiceError::Validation(errs.into_iter().map(|(f, e)| crate::FieldError::new(f, e.0)).collect()))
 }
 
 impl IdentityService {
@@ -102,24 +94,11 @@ impl IdentityService {
             .ok_or(ServiceError::not_found("address"))
     }
 
-    pub async fn add_address(
-        &self,
-        meta: &RequestMeta,
-        user: Uuid,
-        input: &AddressInput,
-    ) -> ServiceResult<AddressView> {
+    pub async fn add_address(&self, meta: &RequestMeta, user: Uuid, input: &AddressInput) -> ServiceResult<AddressView> {
         let a = parse(input)?;
         let tx = self.db.begin().await?;
-        if addresses::Entity::find()
-            .filter(addresses::Column::UserId.eq(user))
-            .count(&tx)
-            .await?
-            >= MAX_ADDRESSES
-        {
-            return Err(ServiceError::conflict(
-                "too_many_addresses",
-                format!("an account can keep at most {MAX_ADDRESSES} addresses"),
-            ));
+        if addresses::Entity::find().filter(addresses::Column::UserId.eq(user)).count(&tx).await? >= MAX_ADDRESSES {
+            return Err(ServiceError::conflict("too_many_addresses", format!("an account can keep at most {MAX_ADDRESSES} addresses")));
         }
         let now = Utc::now();
         let row = addresses::ActiveModel {
@@ -138,34 +117,15 @@ impl IdentityService {
         .insert(&tx)
         .await?;
         let view = AddressView::from(row);
-        audit::record(
-            &tx,
-            meta,
-            Change::new(AuditAction::Create, "address", view.id).new_values(&view),
-        )
-        .await?;
+        audit::record(&tx, meta, Change::new(AuditAction::Create, "address", view.id).new_values(&view)).await?;
         tx.commit().await?;
         Ok(view)
     }
 
-    pub async fn update_address(
-        &self,
-        meta: &RequestMeta,
-        user: Uuid,
-        id: Uuid,
-        patch: AddressPatch,
-    ) -> ServiceResult<AddressView> {
+    pub async fn update_address(&self, meta: &RequestMeta, user: Uuid, id: Uuid, patch: AddressPatch) -> ServiceResult<AddressView> {
         let old = self.get_address(user, id).await?;
         let mut input = old.input();
-        let AddressPatch {
-            name,
-            line1,
-            line2,
-            city,
-            postal_code,
-            country,
-            phone,
-        } = patch;
+        let AddressPatch { name, line1, line2, city, postal_code, country, phone } = patch;
         input.name = name.unwrap_or(input.name);
         input.line1 = line1.unwrap_or(input.line1);
         input.line2 = line2.unwrap_or(input.line2);
@@ -188,32 +148,17 @@ impl IdentityService {
             ..Default::default()
         };
         // Ownership was checked above and an address never changes owner.
-        let updated = row.update(&tx).await.map_err(|e| {
-            if matches!(e, sea_orm::DbErr::RecordNotUpdated) {
-                ServiceError::not_found("address")
-            } else {
-                e.into()
-            }
-        })?;
+        let updated = row
+            .update(&tx)
+            .await
+            .map_err(|e| if matches!(e, sea_orm::DbErr::RecordNotUpdated) { ServiceError::not_found("address") } else { e.into() })?;
         let new = AddressView::from(updated);
-        audit::record(
-            &tx,
-            meta,
-            Change::new(AuditAction::Update, "address", id)
-                .old(&old)
-                .new_values(&new),
-        )
-        .await?;
+        audit::record(&tx, meta, Change::new(AuditAction::Update, "address", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
         Ok(new)
     }
 
-    pub async fn delete_address(
-        &self,
-        meta: &RequestMeta,
-        user: Uuid,
-        id: Uuid,
-    ) -> ServiceResult<()> {
+    pub async fn delete_address(&self, meta: &RequestMeta, user: Uuid, id: Uuid) -> ServiceResult<()> {
         let old = self.get_address(user, id).await?;
         let tx = self.db.begin().await?;
         let n = addresses::Entity::delete_many()
@@ -225,12 +170,7 @@ impl IdentityService {
         if n == 0 {
             return Err(ServiceError::not_found("address"));
         }
-        audit::record(
-            &tx,
-            meta,
-            Change::new(AuditAction::Delete, "address", id).old(&old),
-        )
-        .await?;
+        audit::record(&tx, meta, Change::new(AuditAction::Delete, "address", id).old(&old)).await?;
         tx.commit().await?;
         Ok(())
     }

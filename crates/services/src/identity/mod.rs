@@ -28,16 +28,8 @@ pub struct IdentityService {
 
 impl IdentityService {
     pub fn new(db: Db, tokens: TokenIssuer, mailer: Mailer, reset_ttl_minutes: u64) -> Self {
-        let dummy_hash = password::hash_blocking("valuva-timing-equaliser")
-            .expect("argon2 with default params hashes")
-            .into();
-        Self {
-            db,
-            tokens,
-            mailer,
-            reset_ttl: chrono::TimeDelta::minutes(reset_ttl_minutes as i64),
-            dummy_hash,
-        }
+        let dummy_hash = password::hash_blocking("valuva-timing-equaliser").expect("argon2 with default params hashes").into();
+        Self { db, tokens, mailer, reset_ttl: chrono::TimeDelta::minutes(reset_ttl_minutes as i64), dummy_hash }
     }
 
     pub fn tokens(&self) -> &TokenIssuer {

@@ -6,9 +6,7 @@ use crate::{
 };
 use chrono::Utc;
 use domain::{AuditAction, Email, Password, Role};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use store::entities::{password_reset_tokens as resets, refresh_tokens as rt, users};
 use uuid::Uuid;
 
@@ -26,20 +24,11 @@ fn invalid_credentials() -> ServiceError {
 }
 
 fn invalid_refresh() -> ServiceError {
-    ServiceError::unauthorized(
-        "invalid_refresh_token",
-        "the refresh token is invalid, expired or revoked",
-    )
+    ServiceError::unauthorized("invalid_refresh_token", "the refresh token is invalid, expired or revoked")
 }
 
 impl IdentityService {
-    pub async fn register(
-        &self,
-        meta: &RequestMeta,
-        email: &str,
-        password: &str,
-        name: Option<&str>,
-    ) -> ServiceResult<AuthSession> {
+    pub async fn register(&self, meta: &RequestMeta, email: &str, password: &str, name: Option<&str>) -> ServiceResult<AuthSession> {
         let mut errs = Errors::default();
         let email = errs.check("email", Email::parse(email));
         let password = errs.check("password", Password::parse(password));
@@ -58,10 +47,7 @@ impl IdentityService {
             updated_at: now,
         };
         let tx = self.db.begin().await?;
-        if let Err(e) = users::Entity::insert(users::ActiveModel::from(user.clone()))
-            .exec_without_returning(&tx)
-            .await
-        {
+        if let Err(e) = users::Entity::insert(users::ActiveModel::from(user.clone())).exec_without_returning(&tx).await {
             return Err(if store::is_unique_violation(&e) {
                 ServiceError::conflict("email_taken", "an account with this email already exists")
             } else {
@@ -69,16 +55,8 @@ impl IdentityService {
             });
         }
         let view = UserView::from(user);
-        let meta = meta.with_actor(Actor {
-            id: view.id,
-            role: view.role,
-        });
-        audit::record(
-            &tx,
-            &meta,
-            Change::new(AuditAction::Create, "user", view.id).new_values(&view),
-        )
-        .await?;
+        let meta = meta.with_actor(Actor { id: view.id, role: view.role });
+        audit::record(&tx, &meta, Change::new(AuditAction::Create, "user", view.id).new_values(&view)).await?;
         let session = self.start_session(&tx, view, Uuid::now_v7()).await?;
         tx.commit().await?;
         Ok(session)
@@ -86,24 +64,12 @@ impl IdentityService {
 
     /// Same answer, and one argon2 verification either way, for an unknown email and a wrong
     /// password: neither timing nor wording tells which it was.
-    pub async fn login(
-        &self,
-        meta: &RequestMeta,
-        email: &str,
-        password: &str,
-    ) -> ServiceResult<AuthSession> {
+    pub async fn login(&self, meta: &RequestMeta, email: &str, password: &str) -> ServiceResult<AuthSession> {
         let user = match Email::parse(email) {
-            Ok(e) => {
-                users::Entity::find()
-                    .filter(users::Column::Email.eq(e.as_str()))
-                    .one(self.db.primary())
-                    .await?
-            }
+            Ok(e) => users::Entity::find().filter(users::Column::Email.eq(e.as_str())).one(self.db.primary()).await?,
             Err(_) => None,
         };
-        let stored = user
-            .as_ref()
-            .map_or(&*self.dummy_hash, |u| u.password_hash.as_str());
+        let stored = user.as_ref().map_or(&*self.dummy_hash, |u| u.password_hash.as_str());
         let ok = password::verify(password, stored).await;
         let Some(user) = user.filter(|_| ok) else {
             tracing::warn!(event = "login_failed", "login failed");
@@ -111,10 +77,7 @@ impl IdentityService {
         };
         let view = UserView::from(user);
         let tx = self.db.begin().await?;
-        let meta = meta.with_actor(Actor {
-            id: view.id,
-            role: view.role,
-        });
+        let meta = meta.with_actor(Actor { id: view.id, role: view.role });
         audit::record(&tx, &meta, Change::new(AuditAction::Login, "user", view.id)).await?;
         let session = self.start_session(&tx, view, Uuid::now_v7()).await?;
         tx.commit().await?;
@@ -126,10 +89,7 @@ impl IdentityService {
     /// family is revoked and every holder must log in again.
     pub async fn refresh(&self, meta: &RequestMeta, token: &str) -> ServiceResult<AuthSession> {
         let now = Utc::now();
-        let found = rt::Entity::find()
-            .filter(rt::Column::TokenHash.eq(hash_token(token)))
-            .one(self.db.primary())
-            .await?;
+        let found = rt::Entity::find().filter(rt::Column::TokenHash.eq(hash_token(token))).one(self.db.primary()).await?;
         let Some(found) = found else {
             return Err(invalid_refresh());
         };
@@ -148,44 +108,28 @@ impl IdentityService {
             .rows_affected;
         if spent == 0 {
             tx.rollback().await?;
-            self.revoke_family(meta, found.user_id, found.family_id, "refresh_token_reuse")
-                .await?;
+            self.revoke_family(meta, found.user_id, found.family_id, "refresh_token_reuse").await?;
             return Err(ServiceError::unauthorized(
                 "refresh_token_reused",
                 "this refresh token was already used; the session has been revoked",
             ));
         }
-        let user = users::Entity::find_by_id(found.user_id)
-            .one(&tx)
-            .await?
-            .ok_or_else(invalid_refresh)?;
-        let session = self
-            .start_session(&tx, UserView::from(user), found.family_id)
-            .await?;
+        let user = users::Entity::find_by_id(found.user_id).one(&tx).await?.ok_or_else(invalid_refresh)?;
+        let session = self.start_session(&tx, UserView::from(user), found.family_id).await?;
         tx.commit().await?;
         Ok(session)
     }
 
     /// Ends the session the token belongs to. Unknown tokens are ignored (logout is idempotent).
     pub async fn logout(&self, meta: &RequestMeta, token: &str) -> ServiceResult<()> {
-        let found = rt::Entity::find()
-            .filter(rt::Column::TokenHash.eq(hash_token(token)))
-            .one(self.db.primary())
-            .await?;
+        let found = rt::Entity::find().filter(rt::Column::TokenHash.eq(hash_token(token))).one(self.db.primary()).await?;
         if let Some(t) = found.filter(|t| t.revoked_at.is_none()) {
-            self.revoke_family(meta, t.user_id, t.family_id, "logout")
-                .await?;
+            self.revoke_family(meta, t.user_id, t.family_id, "logout").await?;
         }
         Ok(())
     }
 
-    async fn revoke_family(
-        &self,
-        meta: &RequestMeta,
-        user_id: Uuid,
-        family: Uuid,
-        reason: &str,
-    ) -> ServiceResult<()> {
+    async fn revoke_family(&self, meta: &RequestMeta, user_id: Uuid, family: Uuid, reason: &str) -> ServiceResult<()> {
         let tx = self.db.begin().await?;
         rt::Entity::update_many()
             .col_expr(rt::Column::RevokedAt, Expr::value(Utc::now()))
@@ -193,14 +137,9 @@ impl IdentityService {
             .filter(rt::Column::RevokedAt.is_null())
             .exec(&tx)
             .await?;
-        let role = users::Entity::find_by_id(user_id)
-            .one(&tx)
-            .await?
-            .and_then(|u| Role::parse(&u.role).ok())
-            .unwrap_or(Role::Customer);
+        let role = users::Entity::find_by_id(user_id).one(&tx).await?.and_then(|u| Role::parse(&u.role).ok()).unwrap_or(Role::Customer);
         let meta = meta.with_actor(Actor { id: user_id, role });
-        let change = Change::new(AuditAction::Logout, "user", user_id)
-            .new_values(serde_json::json!({"reason": reason, "session": family}));
+        let change = Change::new(AuditAction::Logout, "user", user_id).new_values(serde_json::json!({"reason": reason, "session": family}));
         audit::record(&tx, &meta, change).await?;
         tx.commit().await?;
         if reason != "logout" {
@@ -209,12 +148,7 @@ impl IdentityService {
         Ok(())
     }
 
-    async fn start_session<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        user: UserView,
-        family: Uuid,
-    ) -> ServiceResult<AuthSession> {
+    async fn start_session<C: ConnectionTrait>(&self, conn: &C, user: UserView, family: Uuid) -> ServiceResult<AuthSession> {
         let (refresh_token, token_hash) = new_secret_token();
         let now = Utc::now();
         rt::ActiveModel {
@@ -230,23 +164,14 @@ impl IdentityService {
         .insert(conn)
         .await?;
         let access_token = self.tokens.issue_access(user.id, user.role)?;
-        Ok(AuthSession {
-            user,
-            access_token,
-            refresh_token,
-            expires_in: self.tokens.settings.access_ttl_seconds,
-        })
+        Ok(AuthSession { user, access_token, refresh_token, expires_in: self.tokens.settings.access_ttl_seconds })
     }
 
     /// Always succeeds from the caller's point of view, so it cannot be used to probe which
     /// emails have accounts. When the account exists, a single-use token is emailed.
     pub async fn forgot_password(&self, meta: &RequestMeta, email: &str) -> ServiceResult<()> {
         let email = Email::parse(email).map_err(|e| ServiceError::field("email", e.0))?;
-        let Some(user) = users::Entity::find()
-            .filter(users::Column::Email.eq(email.as_str()))
-            .one(self.db.primary())
-            .await?
-        else {
+        let Some(user) = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(self.db.primary()).await? else {
             return Ok(());
         };
         let (token, token_hash) = new_secret_token();
@@ -262,33 +187,19 @@ impl IdentityService {
         }
         .insert(&tx)
         .await?;
-        let change = Change::new(AuditAction::Update, "user", user.id)
-            .new_values(serde_json::json!({"password_reset_requested": true}));
+        let change = Change::new(AuditAction::Update, "user", user.id).new_values(serde_json::json!({"password_reset_requested": true}));
         audit::record(&tx, meta, change).await?;
         tx.commit().await?;
         let body = format!(
             "Someone asked to reset the password of your account.\n\nYour reset token: {token}\n\nIt is valid for {} minutes and can be used once. If this was not you, ignore this message.\n",
             self.reset_ttl.num_minutes()
         );
-        self.mailer
-            .send(email.as_str(), "Reset your password", &body)
-            .await
+        self.mailer.send(email.as_str(), "Reset your password", &body).await
     }
 
-    pub async fn reset_password(
-        &self,
-        meta: &RequestMeta,
-        token: &str,
-        new_password: &str,
-    ) -> ServiceResult<()> {
-        let password =
-            Password::parse(new_password).map_err(|e| ServiceError::field("password", e.0))?;
-        let invalid = || {
-            ServiceError::bad_request(
-                "invalid_reset_token",
-                "the reset token is invalid, expired or already used",
-            )
-        };
+    pub async fn reset_password(&self, meta: &RequestMeta, token: &str, new_password: &str) -> ServiceResult<()> {
+        let password = Password::parse(new_password).map_err(|e| ServiceError::field("password", e.0))?;
+        let invalid = || ServiceError::bad_request("invalid_reset_token", "the reset token is invalid, expired or already used");
         let now = Utc::now();
         let found = resets::Entity::find()
             .filter(resets::Column::TokenHash.eq(hash_token(token)))
@@ -323,8 +234,7 @@ impl IdentityService {
             .filter(rt::Column::RevokedAt.is_null())
             .exec(&tx)
             .await?;
-        let change = Change::new(AuditAction::Update, "user", found.user_id)
-            .new_values(serde_json::json!({"password_reset": true}));
+        let change = Change::new(AuditAction::Update, "user", found.user_id).new_values(serde_json::json!({"password_reset": true}));
         audit::record(&tx, meta, change).await?;
         tx.commit().await?;
         Ok(())

@@ -7,9 +7,7 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use domain::{AuditAction, Email, Password, Role};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Serialize;
 use store::entities::users;
 use uuid::Uuid;
@@ -27,13 +25,7 @@ pub struct UserView {
 
 impl From<users::Model> for UserView {
     fn from(u: users::Model) -> Self {
-        Self {
-            id: u.id,
-            email: u.email,
-            name: u.name,
-            role: Role::parse(&u.role).unwrap_or(Role::Customer),
-            created_at: u.created_at,
-        }
+        Self { id: u.id, email: u.email, name: u.name, role: Role::parse(&u.role).unwrap_or(Role::Customer), created_at: u.created_at }
     }
 }
 
@@ -54,35 +46,16 @@ pub(crate) fn parse_name(name: Option<&str>, errs: &mut Errors) -> Option<String
 
 impl IdentityService {
     pub async fn me(&self, id: Uuid) -> ServiceResult<UserView> {
-        users::Entity::find_by_id(id)
-            .one(self.db.primary())
-            .await?
-            .map(UserView::from)
-            .ok_or(ServiceError::not_found("user"))
+        users::Entity::find_by_id(id).one(self.db.primary()).await?.map(UserView::from).ok_or(ServiceError::not_found("user"))
     }
 
-    pub async fn update_me(
-        &self,
-        meta: &RequestMeta,
-        id: Uuid,
-        patch: ProfilePatch,
-    ) -> ServiceResult<UserView> {
+    pub async fn update_me(&self, meta: &RequestMeta, id: Uuid, patch: ProfilePatch) -> ServiceResult<UserView> {
         let mut errs = Errors::default();
-        let email = patch
-            .email
-            .as_deref()
-            .and_then(|e| errs.check("email", Email::parse(e)));
-        let name = patch
-            .name
-            .as_ref()
-            .map(|n| parse_name(n.as_deref(), &mut errs));
+        let email = patch.email.as_deref().and_then(|e| errs.check("email", Email::parse(e)));
+        let name = patch.name.as_ref().map(|n| parse_name(n.as_deref(), &mut errs));
         errs.finish()?;
         let tx = self.db.begin().await?;
-        let current = users::Entity::find_by_id(id)
-            .lock_exclusive()
-            .one(&tx)
-            .await?
-            .ok_or(ServiceError::not_found("user"))?;
+        let current = users::Entity::find_by_id(id).lock_exclusive().one(&tx).await?.ok_or(ServiceError::not_found("user"))?;
         let old = UserView::from(current.clone());
         let mut am: users::ActiveModel = current.into();
         if let Some(e) = email {
@@ -100,25 +73,13 @@ impl IdentityService {
             }
         })?;
         let new = UserView::from(updated);
-        audit::record(
-            &tx,
-            meta,
-            Change::new(AuditAction::Update, "user", id)
-                .old(&old)
-                .new_values(&new),
-        )
-        .await?;
+        audit::record(&tx, meta, Change::new(AuditAction::Update, "user", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
         Ok(new)
     }
 
     /// Newest accounts first.
-    pub async fn list_users(
-        &self,
-        codec: &CursorCodec,
-        role: Option<Role>,
-        page: PageRequest,
-    ) -> ServiceResult<Page<UserView>> {
+    pub async fn list_users(&self, codec: &CursorCodec, role: Option<Role>, page: PageRequest) -> ServiceResult<Page<UserView>> {
         let mut q = users::Entity::find();
         if let Some(c) = &page.cursor {
             let before: Uuid = codec.decode(c)?;
@@ -127,34 +88,18 @@ impl IdentityService {
         if let Some(r) = role {
             q = q.filter(users::Column::Role.eq(r.as_str()));
         }
-        let rows = q
-            .order_by_desc(users::Column::Id)
-            .limit(page.limit + 1)
-            .all(self.db.replica())
-            .await?;
+        let rows = q.order_by_desc(users::Column::Id).limit(page.limit + 1).all(self.db.replica()).await?;
         Ok(Page::from_rows(rows, page.limit, codec, |u| u.id).map(UserView::from))
     }
 
     /// Admin-only role change. An admin cannot demote themselves, so the shop always keeps one.
     /// Existing access tokens keep their old role until they expire (ACCESS_TOKEN_TTL_SECONDS).
-    pub async fn set_role(
-        &self,
-        meta: &RequestMeta,
-        id: Uuid,
-        role: Role,
-    ) -> ServiceResult<UserView> {
+    pub async fn set_role(&self, meta: &RequestMeta, id: Uuid, role: Role) -> ServiceResult<UserView> {
         if meta.actor.is_some_and(|a| a.id == id) && role != Role::Admin {
-            return Err(ServiceError::conflict(
-                "cannot_demote_self",
-                "an admin cannot remove their own admin role",
-            ));
+            return Err(ServiceError::conflict("cannot_demote_self", "an admin cannot remove their own admin role"));
         }
         let tx = self.db.begin().await?;
-        let current = users::Entity::find_by_id(id)
-            .lock_exclusive()
-            .one(&tx)
-            .await?
-            .ok_or(ServiceError::not_found("user"))?;
+        let current = users::Entity::find_by_id(id).lock_exclusive().one(&tx).await?.ok_or(ServiceError::not_found("user"))?;
         let old = UserView::from(current.clone());
         let mut am: users::ActiveModel = current.into();
         am.role = Set(role.as_str().to_owned());
@@ -170,12 +115,7 @@ impl IdentityService {
 
     /// Bootstraps an admin from the CLI: creates the account, or promotes an existing one and
     /// sets its password.
-    pub async fn create_admin(
-        &self,
-        meta: &RequestMeta,
-        email: &str,
-        password: &str,
-    ) -> ServiceResult<UserView> {
+    pub async fn create_admin(&self, meta: &RequestMeta, email: &str, password: &str) -> ServiceResult<UserView> {
         let mut errs = Errors::default();
         let email = errs.check("email", Email::parse(email));
         let password = errs.check("password", Password::parse(password));
@@ -184,10 +124,7 @@ impl IdentityService {
         let password_hash = password::hash(&password).await?;
         let now = Utc::now();
         let tx = self.db.begin().await?;
-        let existing = users::Entity::find()
-            .filter(users::Column::Email.eq(email.as_str()))
-            .one(&tx)
-            .await?;
+        let existing = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(&tx).await?;
         let (old, am) = match existing {
             Some(u) => {
                 let old = serde_json::json!({"role": u.role});
@@ -211,8 +148,8 @@ impl IdentityService {
             }
         };
         let view = UserView::from(am);
-        let mut change = Change::new(AuditAction::AdminAction, "user", view.id)
-            .new_values(serde_json::json!({"role": "admin", "email": view.email}));
+        let mut change =
+            Change::new(AuditAction::AdminAction, "user", view.id).new_values(serde_json::json!({"role": "admin", "email": view.email}));
         change.old = old;
         audit::record(&tx, meta, change).await?;
         tx.commit().await?;

@@ -11,8 +11,7 @@ use crate::{
 use chrono::{DateTime, Utc};
 use domain::AuditAction;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -29,9 +28,15 @@ use uuid::Uuid;
 pub enum Kind {
     Initial,
     Adjustment,
+    /// Checkout: available → reserved.
+    Reservation,
+    /// Payment captured: reserved units leave.
     Sale,
+    /// Unpaid order cancelled: reserved → available.
     Cancellation,
+    /// Unpaid order timed out: reserved → available.
     Expiry,
+    /// Paid order cancelled or refunded with restock: units come back.
     Restock,
 }
 
@@ -40,6 +45,7 @@ impl Kind {
         match self {
             Self::Initial => "initial",
             Self::Adjustment => "adjustment",
+            Self::Reservation => "reservation",
             Self::Sale => "sale",
             Self::Cancellation => "cancellation",
             Self::Expiry => "expiry",
@@ -48,27 +54,32 @@ impl Kind {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn record_movement<C: ConnectionTrait>(
-    conn: &C,
-    meta: &RequestMeta,
-    variant_id: Uuid,
-    delta: i64,
-    kind: Kind,
-    reason: &str,
-    stock_after: i64,
-    order_id: Option<Uuid>,
-) -> ServiceResult<Uuid> {
+/// One ledger entry: how available stock and reserved units changed, and why.
+pub struct Movement<'a> {
+    pub variant_id: Uuid,
+    /// Change to available stock.
+    pub delta: i64,
+    /// Change to units reserved by unpaid orders.
+    pub reserved_delta: i64,
+    pub kind: Kind,
+    pub reason: &'a str,
+    /// Available stock after the change.
+    pub stock_after: i64,
+    pub order_id: Option<Uuid>,
+}
+
+pub async fn record_movement<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, m: Movement<'_>) -> ServiceResult<Uuid> {
     let id = domain::new_id();
     mv::ActiveModel {
         id: Set(id),
-        variant_id: Set(variant_id),
-        delta: Set(delta),
-        kind: Set(kind.as_str().to_owned()),
-        reason: Set(reason.to_owned()),
-        stock_after: Set(stock_after),
+        variant_id: Set(m.variant_id),
+        delta: Set(m.delta),
+        reserved_delta: Set(m.reserved_delta),
+        kind: Set(m.kind.as_str().to_owned()),
+        reason: Set(m.reason.to_owned()),
+        stock_after: Set(m.stock_after),
         actor_id: Set(meta.actor.map(|a| a.id)),
-        order_id: Set(order_id),
+        order_id: Set(m.order_id),
         created_at: Set(Utc::now()),
     }
     .insert(conn)
@@ -89,6 +100,7 @@ pub struct MovementView {
     pub id: Uuid,
     pub variant_id: Uuid,
     pub delta: i64,
+    pub reserved_delta: i64,
     pub kind: String,
     pub reason: String,
     pub stock_after: i64,
@@ -120,10 +132,7 @@ impl InventoryService {
     ) -> ServiceResult<Outcome<Adjustment>> {
         let mut errs = crate::error::Errors::default();
         if delta == 0 || delta.abs() > 1_000_000_000 {
-            errs.push(
-                "delta",
-                "must be a non-zero whole number within ±1000000000",
-            );
+            errs.push("delta", "must be a non-zero whole number within ±1000000000");
         }
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > 500 {
@@ -131,58 +140,32 @@ impl InventoryService {
         }
         errs.finish()?;
         let key = key.as_deref().map(idempotency::parse_key).transpose()?;
-        let scope = format!(
-            "inventory:{}:{variant_id}",
-            meta.actor.map(|a| a.id.to_string()).unwrap_or_default()
-        );
+        let scope = format!("inventory:{}:{variant_id}", meta.actor.map(|a| a.id.to_string()).unwrap_or_default());
         let request = serde_json::json!({"delta": delta, "reason": reason});
         idempotency::run(&self.db, scope, key, &request, |claim| async move {
             let tx = self.db.begin().await?;
             let changed = variants::Entity::update_many()
-                .col_expr(
-                    variants::Column::Stock,
-                    Expr::col(variants::Column::Stock).add(delta),
-                )
+                .col_expr(variants::Column::Stock, Expr::col(variants::Column::Stock).add(delta))
                 .col_expr(variants::Column::UpdatedAt, Expr::value(Utc::now()))
                 .filter(variants::Column::Id.eq(variant_id))
                 .filter(Expr::col(variants::Column::Stock).add(delta).gte(0))
                 .exec(&tx)
                 .await?
                 .rows_affected;
-            let row = variants::Entity::find_by_id(variant_id)
-                .one(&tx)
-                .await?
-                .ok_or(ServiceError::not_found("variant"))?;
+            let row = variants::Entity::find_by_id(variant_id).one(&tx).await?.ok_or(ServiceError::not_found("variant"))?;
             if changed == 0 {
                 return Err(ServiceError::conflict(
                     "insufficient_stock",
-                    format!(
-                        "only {} units in stock; cannot remove {}",
-                        row.stock, -delta
-                    ),
+                    format!("only {} units in stock; cannot remove {}", row.stock, -delta),
                 ));
             }
-            let movement_id = record_movement(
-                &tx,
-                meta,
-                variant_id,
-                delta,
-                Kind::Adjustment,
-                reason,
-                row.stock,
-                None,
-            )
-            .await?;
-            let result = Adjustment {
-                variant_id,
-                stock: row.stock,
-                movement_id,
-            };
+            let movement =
+                Movement { variant_id, delta, reserved_delta: 0, kind: Kind::Adjustment, reason, stock_after: row.stock, order_id: None };
+            let movement_id = record_movement(&tx, meta, movement).await?;
+            let result = Adjustment { variant_id, stock: row.stock, movement_id };
             let change = Change::new(AuditAction::Inventory, "variant", variant_id)
                 .old(serde_json::json!({"stock": row.stock - delta}))
-                .new_values(
-                    serde_json::json!({"stock": row.stock, "delta": delta, "reason": reason}),
-                );
+                .new_values(serde_json::json!({"stock": row.stock, "delta": delta, "reason": reason}));
             audit::record(&tx, meta, change).await?;
             if let Some(c) = &claim {
                 c.complete(&tx, 200, &result).await?;
@@ -194,16 +177,8 @@ impl InventoryService {
     }
 
     /// The ledger of one variant, newest first.
-    pub async fn movements(
-        &self,
-        variant_id: Uuid,
-        page: PageRequest,
-    ) -> ServiceResult<Page<MovementView>> {
-        if variants::Entity::find_by_id(variant_id)
-            .one(self.db.replica())
-            .await?
-            .is_none()
-        {
+    pub async fn movements(&self, variant_id: Uuid, page: PageRequest) -> ServiceResult<Page<MovementView>> {
+        if variants::Entity::find_by_id(variant_id).one(self.db.replica()).await?.is_none() {
             return Err(ServiceError::not_found("variant"));
         }
         let mut q = mv::Entity::find().filter(mv::Column::VariantId.eq(variant_id));
@@ -211,24 +186,19 @@ impl InventoryService {
             let before: Uuid = self.cursors.decode(c)?;
             q = q.filter(mv::Column::Id.lt(before));
         }
-        let rows = q
-            .order_by_desc(mv::Column::Id)
-            .limit(page.limit + 1)
-            .all(self.db.replica())
-            .await?;
-        Ok(
-            Page::from_rows(rows, page.limit, &self.cursors, |m| m.id).map(|m| MovementView {
-                id: m.id,
-                variant_id: m.variant_id,
-                delta: m.delta,
-                kind: m.kind,
-                reason: m.reason,
-                stock_after: m.stock_after,
-                actor_id: m.actor_id,
-                order_id: m.order_id,
-                created_at: m.created_at,
-            }),
-        )
+        let rows = q.order_by_desc(mv::Column::Id).limit(page.limit + 1).all(self.db.replica()).await?;
+        Ok(Page::from_rows(rows, page.limit, &self.cursors, |m| m.id).map(|m| MovementView {
+            id: m.id,
+            variant_id: m.variant_id,
+            delta: m.delta,
+            reserved_delta: m.reserved_delta,
+            kind: m.kind,
+            reason: m.reason,
+            stock_after: m.stock_after,
+            actor_id: m.actor_id,
+            order_id: m.order_id,
+            created_at: m.created_at,
+        }))
     }
 }
 
@@ -236,22 +206,22 @@ impl InventoryService {
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct LedgerMismatch {
     pub sku: String,
-    pub ledger: i64,
+    pub ledger_stock: i64,
+    pub ledger_reserved: i64,
     pub stock: i64,
     pub reserved: i64,
 }
 
-/// Checks `sum(movements) == stock + reserved` for every variant in one query.
+/// Checks, for every variant in one query, that the ledger's available and reserved deltas add
+/// up to its current stock and reservations (so `initial + movements == available + reserved`).
 pub async fn verify(db: &Db) -> ServiceResult<Vec<LedgerMismatch>> {
     let conn = db.primary();
-    let sql = "SELECT v.sku AS sku, CAST(COALESCE(m.total, 0) AS BIGINT) AS ledger, v.stock AS stock, v.reserved AS reserved
+    let sql = "SELECT v.sku AS sku, CAST(COALESCE(m.d, 0) AS BIGINT) AS ledger_stock, CAST(COALESCE(m.r, 0) AS BIGINT) AS ledger_reserved,
+                      v.stock AS stock, v.reserved AS reserved
                FROM variants v
-               LEFT JOIN (SELECT variant_id, SUM(delta) AS total FROM inventory_movements GROUP BY variant_id) m ON m.variant_id = v.id
-               WHERE COALESCE(m.total, 0) <> v.stock + v.reserved
+               LEFT JOIN (SELECT variant_id, SUM(delta) AS d, SUM(reserved_delta) AS r FROM inventory_movements GROUP BY variant_id) m
+                 ON m.variant_id = v.id
+               WHERE COALESCE(m.d, 0) <> v.stock OR COALESCE(m.r, 0) <> v.reserved
                ORDER BY v.sku";
-    Ok(
-        LedgerMismatch::find_by_statement(Statement::from_string(conn.get_database_backend(), sql))
-            .all(conn)
-            .await?,
-    )
+    Ok(LedgerMismatch::find_by_statement(Statement::from_string(conn.get_database_backend(), sql)).all(conn).await?)
 }

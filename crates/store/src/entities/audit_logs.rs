@@ -4,8 +4,9 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "audit_logs")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub seq: i64,
     pub id: Uuid,
+    /// Position in the hash chain; `None` until sealed.
+    pub seq: Option<i64>,
     pub created_at: DateTimeUtc,
     pub actor_id: Option<Uuid>,
     pub action: String,
@@ -17,8 +18,8 @@ pub struct Model {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

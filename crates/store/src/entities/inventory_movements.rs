@@ -7,6 +7,7 @@ pub struct Model {
     pub id: Uuid,
     pub variant_id: Uuid,
     pub delta: i64,
+    pub reserved_delta: i64,
     pub kind: String,
     pub reason: String,
     pub stock_after: i64,

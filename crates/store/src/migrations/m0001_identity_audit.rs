@@ -32,27 +32,12 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone_null("used_at"))
                 .col(timestamp_with_time_zone_null("revoked_at"))
-                .foreign_key(&mut fk(
-                    "refresh_tokens",
-                    "user_id",
-                    "users",
-                    ForeignKeyAction::Cascade,
-                ))
+                .foreign_key(&mut fk("refresh_tokens", "user_id", "users", ForeignKeyAction::Cascade))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "refresh_tokens",
-            "idx_refresh_tokens_family",
-            &["family_id"],
-        ))
-        .await?;
-        m.create_index(index(
-            "refresh_tokens",
-            "idx_refresh_tokens_user",
-            &["user_id"],
-        ))
-        .await?;
+        m.create_index(index("refresh_tokens", "idx_refresh_tokens_family", &["family_id"])).await?;
+        m.create_index(index("refresh_tokens", "idx_refresh_tokens_user", &["user_id"])).await?;
 
         m.create_table(
             Table::create()
@@ -63,21 +48,11 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone("expires_at"))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone_null("used_at"))
-                .foreign_key(&mut fk(
-                    "password_reset_tokens",
-                    "user_id",
-                    "users",
-                    ForeignKeyAction::Cascade,
-                ))
+                .foreign_key(&mut fk("password_reset_tokens", "user_id", "users", ForeignKeyAction::Cascade))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "password_reset_tokens",
-            "idx_password_reset_user",
-            &["user_id"],
-        ))
-        .await?;
+        m.create_index(index("password_reset_tokens", "idx_password_reset_user", &["user_id"])).await?;
 
         m.create_table(
             Table::create()
@@ -93,24 +68,20 @@ impl MigrationTrait for Migration {
                 .col(string_len_null("phone", 32))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("updated_at"))
-                .foreign_key(&mut fk(
-                    "addresses",
-                    "user_id",
-                    "users",
-                    ForeignKeyAction::Cascade,
-                ))
+                .foreign_key(&mut fk("addresses", "user_id", "users", ForeignKeyAction::Cascade))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("addresses", "idx_addresses_user", &["user_id", "id"]))
-            .await?;
+        m.create_index(index("addresses", "idx_addresses_user", &["user_id", "id"])).await?;
 
         // Append-only and hash-chained; no foreign keys, so history outlives what it describes.
+        // Rows are written by the transaction that made the change with seq/prev_hash/hash
+        // empty; the sealer then chains them in order, keeping a hot row out of every write.
         m.create_table(
             Table::create()
                 .table("audit_logs")
-                .col(big_integer("seq").primary_key())
-                .col(uuid_uniq("id"))
+                .col(pk_uuid("id"))
+                .col(big_integer_null("seq").unique_key())
                 .col(timestamp_with_time_zone("created_at"))
                 .col(uuid_null("actor_id"))
                 .col(string_len("action", 32))
@@ -121,26 +92,19 @@ impl MigrationTrait for Migration {
                 .col(string_len_null("ip", 64))
                 .col(string_len_null("user_agent", 512))
                 .col(string_len_null("request_id", 128))
-                .col(string_len("prev_hash", 64))
-                .col(string_len("hash", 64))
+                .col(string_len_null("prev_hash", 64))
+                .col(string_len_null("hash", 64))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "audit_logs",
-            "idx_audit_entity",
-            &["entity_type", "entity_id", "seq"],
-        ))
-        .await?;
-        m.create_index(index("audit_logs", "idx_audit_actor", &["actor_id", "seq"]))
-            .await?;
-        m.create_index(index("audit_logs", "idx_audit_action", &["action", "seq"]))
-            .await?;
-        m.create_index(index("audit_logs", "idx_audit_created", &["created_at"]))
-            .await?;
+        m.create_index(index("audit_logs", "idx_audit_entity", &["entity_type", "entity_id", "id"])).await?;
+        m.create_index(index("audit_logs", "idx_audit_actor", &["actor_id", "id"])).await?;
+        m.create_index(index("audit_logs", "idx_audit_action", &["action", "id"])).await?;
+        m.create_index(index("audit_logs", "idx_audit_created", &["created_at"])).await?;
+        m.create_index(index("audit_logs", "idx_audit_unsealed", &["seq", "created_at"])).await?;
 
         // The chain's head (last seq and hash) and its checkpoint (where pruning left off). One
-        // row; writers lock it, so appends are strictly ordered.
+        // row; the sealer locks it, so sealing is strictly ordered.
         m.create_table(
             Table::create()
                 .table("audit_chain")
@@ -156,20 +120,8 @@ impl MigrationTrait for Migration {
         m.exec_stmt(
             Query::insert()
                 .into_table("audit_chain")
-                .columns([
-                    "id",
-                    "last_seq",
-                    "last_hash",
-                    "checkpoint_seq",
-                    "checkpoint_hash",
-                ])
-                .values_panic([
-                    1.into(),
-                    0i64.into(),
-                    genesis.clone().into(),
-                    0i64.into(),
-                    genesis.into(),
-                ])
+                .columns(["id", "last_seq", "last_hash", "checkpoint_seq", "checkpoint_hash"])
+                .values_panic([1.into(), 0i64.into(), genesis.clone().into(), 0i64.into(), genesis.into()])
                 .to_owned(),
         )
         .await?;

@@ -20,21 +20,11 @@ impl MigrationTrait for Migration {
                 .col(integer("position"))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("updated_at"))
-                .foreign_key(&mut fk(
-                    "categories",
-                    "parent_id",
-                    "categories",
-                    ForeignKeyAction::Restrict,
-                ))
+                .foreign_key(&mut fk("categories", "parent_id", "categories", ForeignKeyAction::Restrict))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "categories",
-            "idx_categories_parent",
-            &["parent_id", "position"],
-        ))
-        .await?;
+        m.create_index(index("categories", "idx_categories_parent", &["parent_id", "position"])).await?;
 
         m.create_table(
             Table::create()
@@ -61,24 +51,9 @@ impl MigrationTrait for Migration {
         )
         .await?;
         // Keyset paths for each listing sort (newest = id, UUIDv7 being time-ordered).
-        m.create_index(index(
-            "products",
-            "idx_products_status_id",
-            &["status", "id"],
-        ))
-        .await?;
-        m.create_index(index(
-            "products",
-            "idx_products_status_price",
-            &["status", "min_price", "id"],
-        ))
-        .await?;
-        m.create_index(index(
-            "products",
-            "idx_products_status_title",
-            &["status", "title", "id"],
-        ))
-        .await?;
+        m.create_index(index("products", "idx_products_status_id", &["status", "id"])).await?;
+        m.create_index(index("products", "idx_products_status_price", &["status", "min_price", "id"])).await?;
+        m.create_index(index("products", "idx_products_status_title", &["status", "title", "id"])).await?;
 
         m.create_table(
             Table::create()
@@ -86,27 +61,12 @@ impl MigrationTrait for Migration {
                 .col(uuid("product_id"))
                 .col(uuid("category_id"))
                 .primary_key(Index::create().col("product_id").col("category_id"))
-                .foreign_key(&mut fk(
-                    "product_categories",
-                    "product_id",
-                    "products",
-                    ForeignKeyAction::Cascade,
-                ))
-                .foreign_key(&mut fk(
-                    "product_categories",
-                    "category_id",
-                    "categories",
-                    ForeignKeyAction::Cascade,
-                ))
+                .foreign_key(&mut fk("product_categories", "product_id", "products", ForeignKeyAction::Cascade))
+                .foreign_key(&mut fk("product_categories", "category_id", "categories", ForeignKeyAction::Cascade))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "product_categories",
-            "idx_product_categories_category",
-            &["category_id", "product_id"],
-        ))
-        .await?;
+        m.create_index(index("product_categories", "idx_product_categories_category", &["category_id", "product_id"])).await?;
 
         m.create_table(
             Table::create()
@@ -127,25 +87,11 @@ impl MigrationTrait for Migration {
                 .col(integer("position"))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("updated_at"))
-                .foreign_key(&mut fk(
-                    "variants",
-                    "product_id",
-                    "products",
-                    ForeignKeyAction::Cascade,
-                ))
+                .foreign_key(&mut fk("variants", "product_id", "products", ForeignKeyAction::Cascade))
                 .to_owned(),
         )
         .await?;
-        m.create_index(
-            index(
-                "variants",
-                "idx_variants_option_key",
-                &["product_id", "option_key"],
-            )
-            .unique()
-            .to_owned(),
-        )
-        .await?;
+        m.create_index(index("variants", "idx_variants_option_key", &["product_id", "option_key"]).unique().to_owned()).await?;
 
         // The inventory ledger: every stock change, in the transaction that made it.
         m.create_table(
@@ -153,28 +99,20 @@ impl MigrationTrait for Migration {
                 .table("inventory_movements")
                 .col(pk_uuid("id"))
                 .col(uuid("variant_id"))
+                // Change to available stock, and to units reserved by unpaid orders.
                 .col(big_integer("delta"))
+                .col(big_integer("reserved_delta").default(0))
                 .col(string_len("kind", 32))
                 .col(string_len("reason", 500))
                 .col(big_integer("stock_after"))
                 .col(uuid_null("actor_id"))
                 .col(uuid_null("order_id"))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(&mut fk(
-                    "inventory_movements",
-                    "variant_id",
-                    "variants",
-                    ForeignKeyAction::Cascade,
-                ))
+                .foreign_key(&mut fk("inventory_movements", "variant_id", "variants", ForeignKeyAction::Cascade))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "inventory_movements",
-            "idx_movements_variant",
-            &["variant_id", "id"],
-        ))
-        .await?;
+        m.create_index(index("inventory_movements", "idx_movements_variant", &["variant_id", "id"])).await?;
 
         // Idempotent POSTs: the first response is kept and replayed for the same key.
         m.create_table(
@@ -191,12 +129,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "idempotency_keys",
-            "idx_idempotency_created",
-            &["created_at"],
-        ))
-        .await?;
+        m.create_index(index("idempotency_keys", "idx_idempotency_created", &["created_at"])).await?;
 
         // Full-text search differs per backend: a generated tsvector with a GIN index on
         // PostgreSQL (stemmed 'english' lexemes for word forms, unstemmed 'simple' ones so a

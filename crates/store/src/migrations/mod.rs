@@ -5,16 +5,14 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_identity_audit;
 mod m0002_catalog;
+mod m0003_orders;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m0001_identity_audit::Migration),
-            Box::new(m0002_catalog::Migration),
-        ]
+        vec![Box::new(m0001_identity_audit::Migration), Box::new(m0002_catalog::Migration), Box::new(m0003_orders::Migration)]
     }
 }
 
@@ -25,18 +23,10 @@ pub(crate) fn fk(
     target: &'static str,
     on_delete: ForeignKeyAction,
 ) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(table, column)
-        .to(target, "id")
-        .on_delete(on_delete)
-        .to_owned()
+    ForeignKey::create().from(table, column).to(target, "id").on_delete(on_delete).to_owned()
 }
 
-pub(crate) fn index(
-    table: &'static str,
-    name: &'static str,
-    cols: &[&'static str],
-) -> IndexCreateStatement {
+pub(crate) fn index(table: &'static str, name: &'static str, cols: &[&'static str]) -> IndexCreateStatement {
     let mut idx = Index::create();
     idx.name(name).table(table);
     for c in cols {

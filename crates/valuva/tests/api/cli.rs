@@ -8,10 +8,7 @@ fn valuva(app: &TestApp, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
     cmd.args(args)
         .current_dir(app.dir.path())
         .env("DATABASE_URL", &app.config.database_url)
-        .env(
-            "JWT_SECRET",
-            app.config.jwt_secret.as_ref().unwrap().expose(),
-        )
+        .env("JWT_SECRET", app.config.jwt_secret.as_ref().unwrap().expose())
         .env("LOG_LEVEL", "warn")
         .env_remove("PORT");
     for (k, v) in extra_env {
@@ -33,10 +30,7 @@ async fn audit_verify_passes_then_fails_after_a_direct_sql_edit() {
     assert!(ok.status.success(), "{}", stdout(&ok));
     assert!(stdout(&ok).contains("audit chain OK: 2 rows"));
 
-    app.exec(
-        "UPDATE audit_logs SET new_values = '{\"email\":\"mallory@example.com\"}' WHERE seq = 1",
-    )
-    .await;
+    app.exec("UPDATE audit_logs SET new_values = '{\"email\":\"mallory@example.com\"}' WHERE seq = 1").await;
     let bad = valuva(&app, &["audit", "verify"], &[]);
     assert!(!bad.status.success());
     assert!(stdout(&bad).contains("BROKEN at row 1"), "{}", stdout(&bad));
@@ -45,33 +39,12 @@ async fn audit_verify_passes_then_fails_after_a_direct_sql_edit() {
 #[tokio::test]
 async fn admin_create_bootstraps_an_admin_who_can_log_in() {
     let app = TestApp::spawn().await;
-    let out = valuva(
-        &app,
-        &[
-            "admin",
-            "create",
-            "--email",
-            "root@example.com",
-            "--password",
-            "admin password 1",
-        ],
-        &[],
-    );
+    let out = valuva(&app, &["admin", "create", "--email", "root@example.com", "--password", "admin password 1"], &[]);
     assert!(out.status.success(), "{}", stdout(&out));
-    let res = app
-        .post(
-            "/api/v1/auth/login",
-            None,
-            serde_json::json!({"email": "root@example.com", "password": "admin password 1"}),
-        )
-        .await;
+    let res = app.post("/api/v1/auth/login", None, serde_json::json!({"email": "root@example.com", "password": "admin password 1"})).await;
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["user"]["role"], "admin");
-    let bad = valuva(
-        &app,
-        &["admin", "create", "--email", "nope", "--password", "x"],
-        &[],
-    );
+    let bad = valuva(&app, &["admin", "create", "--email", "nope", "--password", "x"], &[]);
     assert!(!bad.status.success());
     assert!(stdout(&bad).contains("email"));
 }
@@ -79,12 +52,7 @@ async fn admin_create_bootstraps_an_admin_who_can_log_in() {
 #[tokio::test]
 async fn bad_configuration_exits_non_zero_naming_the_variable() {
     let app = TestApp::spawn().await;
-    for (var, value) in [
-        ("PORT", "eighty"),
-        ("DATABASE_URL", "mysql://x"),
-        ("JWT_SECRET", "short"),
-        ("DB_POOL_MAX", "0"),
-    ] {
+    for (var, value) in [("PORT", "eighty"), ("DATABASE_URL", "mysql://x"), ("JWT_SECRET", "short"), ("DB_POOL_MAX", "0")] {
         let out = valuva(&app, &["migrate"], &[(var, value)]);
         assert!(!out.status.success(), "{var}={value} accepted");
         assert!(stdout(&out).contains(var), "{var}: {}", stdout(&out));
@@ -101,20 +69,8 @@ async fn openapi_migrate_and_healthcheck_commands() {
     assert!(v["paths"]["/api/v1/auth/login"].is_object());
     assert!(valuva(&app, &["migrate"], &[]).status.success());
     let live = format!("{}/live", app.base);
-    assert!(
-        valuva(&app, &["healthcheck", "--url", &live], &[])
-            .status
-            .success()
-    );
-    assert!(
-        !valuva(
-            &app,
-            &["healthcheck", "--url", "http://127.0.0.1:1/live"],
-            &[]
-        )
-        .status
-        .success()
-    );
+    assert!(valuva(&app, &["healthcheck", "--url", &live], &[]).status.success());
+    assert!(!valuva(&app, &["healthcheck", "--url", "http://127.0.0.1:1/live"], &[]).status.success());
 }
 
 #[tokio::test]
@@ -122,18 +78,11 @@ async fn seed_commands_and_ledger_verification() {
     let app = TestApp::spawn().await;
     let out = valuva(&app, &["seed", "--products", "300", "--batch", "128"], &[]);
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("seeded 300 products"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("seeded 300 products"), "{}", stdout(&out));
     assert_eq!(app.count("products").await, 300);
     assert_eq!(app.count("variants").await, 600);
     let demo = valuva(&app, &["seed"], &[]);
-    assert!(
-        stdout(&demo).contains("0 products created"),
-        "demo seeding skips a non-empty catalog"
-    );
+    assert!(stdout(&demo).contains("0 products created"), "demo seeding skips a non-empty catalog");
     let ok = valuva(&app, &["inventory", "verify"], &[]);
     assert!(ok.status.success(), "{}", stdout(&ok));
     app.exec("UPDATE variants SET stock = stock + 1 WHERE id IN (SELECT id FROM variants ORDER BY id LIMIT 1)").await;
@@ -145,32 +94,11 @@ async fn seed_commands_and_ledger_verification() {
 #[tokio::test]
 async fn a_fresh_embedded_database_gets_the_demo_catalog() {
     let app = TestApp::spawn_with(|c| c.seed_on_startup = Some(true)).await;
-    let page: serde_json::Value = app
-        .get("/api/v1/products?limit=100", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = app.get("/api/v1/products?limit=100", None).await.json().await.unwrap();
     let n = page["data"].as_array().unwrap().len();
     assert!((40..=60).contains(&n), "{n} demo products");
-    let tree: serde_json::Value = app
-        .get("/api/v1/categories", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tree: serde_json::Value = app.get("/api/v1/categories", None).await.json().await.unwrap();
     assert_eq!(tree["data"].as_array().unwrap().len(), 3);
-    assert!(
-        services::inventory::verify(&app.state.db)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        services::audit::verify(&app.state.db)
-            .await
-            .unwrap()
-            .first_problem,
-        None
-    );
+    assert!(services::inventory::verify(&app.state.db).await.unwrap().is_empty());
+    assert_eq!(services::audit::verify(&app.state.db).await.unwrap().first_problem, None);
 }

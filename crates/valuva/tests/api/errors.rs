@@ -10,68 +10,25 @@ async fn json_endpoints(app: &TestApp) -> Vec<(Method, String, Option<String>)> 
     let customer = app.customer_token("victim@example.com").await;
     let admin = app.admin_token().await;
     let addr: serde_json::Value = app
-        .post(
-            "/api/v1/me/addresses",
-            Some(&customer),
-            json!({"name": "A", "line1": "B", "city": "C", "postal_code": "D", "country": "DE"}),
-        )
+        .post("/api/v1/me/addresses", Some(&customer), json!({"name": "A", "line1": "B", "city": "C", "postal_code": "D", "country": "DE"}))
         .await
         .json()
         .await
         .unwrap();
-    let user_id = app.register("other@example.com").await["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user_id = app.register("other@example.com").await["user"]["id"].as_str().unwrap().to_owned();
     let addr_path = format!("/api/v1/me/addresses/{}", addr["id"].as_str().unwrap());
-    let p: serde_json::Value = app
-        .post(
-            "/api/v1/admin/products",
-            Some(&admin),
-            crate::catalog::product("Target", "TGT-1", 100),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (pid, vid) = (
-        p["id"].as_str().unwrap().to_owned(),
-        p["variants"][0]["id"].as_str().unwrap().to_owned(),
-    );
-    let c: serde_json::Value = app
-        .post(
-            "/api/v1/admin/categories",
-            Some(&admin),
-            json!({"name": "Target"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let p: serde_json::Value =
+        app.post("/api/v1/admin/products", Some(&admin), crate::catalog::product("Target", "TGT-1", 100)).await.json().await.unwrap();
+    let (pid, vid) = (p["id"].as_str().unwrap().to_owned(), p["variants"][0]["id"].as_str().unwrap().to_owned());
+    let c: serde_json::Value = app.post("/api/v1/admin/categories", Some(&admin), json!({"name": "Target"})).await.json().await.unwrap();
     let cid = c["id"].as_str().unwrap().to_owned();
     let a = Some(admin.clone());
     vec![
         (Method::POST, "/api/v1/admin/products".into(), a.clone()),
-        (
-            Method::PATCH,
-            format!("/api/v1/admin/products/{pid}"),
-            a.clone(),
-        ),
-        (
-            Method::POST,
-            format!("/api/v1/admin/products/{pid}/variants"),
-            a.clone(),
-        ),
-        (
-            Method::PATCH,
-            format!("/api/v1/admin/products/{pid}/variants/{vid}"),
-            a.clone(),
-        ),
-        (
-            Method::POST,
-            format!("/api/v1/admin/variants/{vid}/inventory"),
-            a.clone(),
-        ),
+        (Method::PATCH, format!("/api/v1/admin/products/{pid}"), a.clone()),
+        (Method::POST, format!("/api/v1/admin/products/{pid}/variants"), a.clone()),
+        (Method::PATCH, format!("/api/v1/admin/products/{pid}/variants/{vid}"), a.clone()),
+        (Method::POST, format!("/api/v1/admin/variants/{vid}/inventory"), a.clone()),
         (Method::POST, "/api/v1/admin/categories".into(), a.clone()),
         (Method::PATCH, format!("/api/v1/admin/categories/{cid}"), a),
         (Method::POST, "/api/v1/auth/register".into(), None),
@@ -81,17 +38,9 @@ async fn json_endpoints(app: &TestApp) -> Vec<(Method, String, Option<String>)> 
         (Method::POST, "/api/v1/auth/password/forgot".into(), None),
         (Method::POST, "/api/v1/auth/password/reset".into(), None),
         (Method::PATCH, "/api/v1/me".into(), Some(customer.clone())),
-        (
-            Method::POST,
-            "/api/v1/me/addresses".into(),
-            Some(customer.clone()),
-        ),
+        (Method::POST, "/api/v1/me/addresses".into(), Some(customer.clone())),
         (Method::PATCH, addr_path, Some(customer)),
-        (
-            Method::PATCH,
-            format!("/api/v1/admin/users/{user_id}"),
-            Some(admin),
-        ),
+        (Method::PATCH, format!("/api/v1/admin/users/{user_id}"), Some(admin)),
     ]
 }
 
@@ -113,10 +62,7 @@ async fn malformed_bodies_are_4xx_problems_and_change_nothing() {
     let huge = format!("{{\"email\": \"{}\"}}", "a".repeat(1024 * 1024 + 10));
     for (method, path, token) in &endpoints {
         let send = |body: String, ct: &'static str| {
-            let mut r = app
-                .req(method.clone(), path, token.as_deref())
-                .header("content-type", ct)
-                .body(body);
+            let mut r = app.req(method.clone(), path, token.as_deref()).header("content-type", ct).body(body);
             if token.is_none() {
                 r = r.header("user-agent", "fuzzer");
             }
@@ -129,34 +75,26 @@ async fn malformed_bodies_are_4xx_problems_and_change_nothing() {
             ("{\"email\": \"a@b.io\"}".into(), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ("[1, 2, 3]".into(), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ("{\"surprise\": true}".into(), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            ("{\"email\": 42, \"password\": [], \"role\": {}, \"name\": 1, \"token\": 7, \"refresh_token\": 5, \"country\": 3}".into(), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (
+                "{\"email\": 42, \"password\": [], \"role\": {}, \"name\": 1, \"token\": 7, \"refresh_token\": 5, \"country\": 3}".into(),
+                "application/json",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            ),
             (huge.clone(), "application/json", StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         ];
         for (body, ct, status, code) in cases {
             let res = send(body.clone(), ct).await.unwrap();
             let got = res.status();
-            assert!(
-                got.is_client_error(),
-                "{method} {path} with {:.40}: {got}",
-                body
-            );
+            assert!(got.is_client_error(), "{method} {path} with {:.40}: {got}", body);
             assert_eq!(got, status, "{method} {path} with {:.40}", body);
             assert_problem(res, status, code).await;
         }
-        let res = send("{\"surprise\": true}".into(), "application/json")
-            .await
-            .unwrap();
+        let res = send("{\"surprise\": true}".into(), "application/json").await.unwrap();
         let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-        assert_eq!(
-            body["errors"][0]["field"], "surprise",
-            "{method} {path} names the unknown field"
-        );
+        assert_eq!(body["errors"][0]["field"], "surprise", "{method} {path} names the unknown field");
     }
-    assert_eq!(
-        snapshot(&app).await,
-        before,
-        "rejected requests wrote nothing"
-    );
+    assert_eq!(snapshot(&app).await, before, "rejected requests wrote nothing");
 }
 
 #[tokio::test]
@@ -164,49 +102,22 @@ async fn invalid_values_are_422_with_field_names() {
     let app = TestApp::spawn().await;
     let before = snapshot(&app).await;
     let cases = [
-        (
-            json!({"email": "nope", "password": "correct horse battery"}),
-            "email",
-        ),
-        (
-            json!({"email": "a@example.com", "password": "short"}),
-            "password",
-        ),
-        (
-            json!({"email": "a@example.com", "password": "x".repeat(200)}),
-            "password",
-        ),
-        (
-            json!({"email": "a@example.com", "password": "correct horse battery", "name": "n".repeat(300)}),
-            "name",
-        ),
+        (json!({"email": "nope", "password": "correct horse battery"}), "email"),
+        (json!({"email": "a@example.com", "password": "short"}), "password"),
+        (json!({"email": "a@example.com", "password": "x".repeat(200)}), "password"),
+        (json!({"email": "a@example.com", "password": "correct horse battery", "name": "n".repeat(300)}), "name"),
         (json!({"password": "correct horse battery"}), "email"),
     ];
     for (body, field) in cases {
         let res = app.post("/api/v1/auth/register", None, body).await;
-        let problem =
-            assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(problem["errors"][0]["field"], field);
     }
-    let res = app
-        .post("/api/v1/auth/password/forgot", None, json!({"email": "@@"}))
-        .await;
+    let res = app.post("/api/v1/auth/password/forgot", None, json!({"email": "@@"})).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let res = app
-        .post(
-            "/api/v1/auth/password/reset",
-            None,
-            json!({"token": "made-up", "password": "long enough password"}),
-        )
-        .await;
+    let res = app.post("/api/v1/auth/password/reset", None, json!({"token": "made-up", "password": "long enough password"})).await;
     assert_problem(res, StatusCode::BAD_REQUEST, "invalid_reset_token").await;
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": "made-up"}),
-        )
-        .await;
+    let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": "made-up"})).await;
     assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
     let res = app.post("/api/v1/auth/refresh", None, json!({})).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
@@ -219,71 +130,19 @@ async fn hostile_query_strings_and_paths() {
     let admin = app.admin_token().await;
     let before = snapshot(&app).await;
     for (path, status, code) in [
-        (
-            "/api/v1/admin/users?limit=0",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/users?limit=101",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/users?limit=abc",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/users?role=god",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/users?unknown=1",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/users?cursor=forged",
-            StatusCode::BAD_REQUEST,
-            "invalid_cursor",
-        ),
-        (
-            "/api/v1/admin/users?cursor=eyJhIjoxfQ.AAAA",
-            StatusCode::BAD_REQUEST,
-            "invalid_cursor",
-        ),
-        (
-            "/api/v1/admin/audit-logs?action=HACK",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/audit-logs?actor=me",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/audit-logs?from=yesterday",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            "/api/v1/admin/audit-logs?cursor=%00%01",
-            StatusCode::BAD_REQUEST,
-            "invalid_cursor",
-        ),
-        (
-            "/api/v1/admin/audit-logs?entity_id=%27%3B%20DROP%20TABLE%20users%3B--",
-            StatusCode::OK,
-            "",
-        ),
-        (
-            "/api/v1/admin/users/not-a-uuid",
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
+        ("/api/v1/admin/users?limit=0", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/users?limit=101", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/users?limit=abc", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/users?role=god", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/users?unknown=1", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/users?cursor=forged", StatusCode::BAD_REQUEST, "invalid_cursor"),
+        ("/api/v1/admin/users?cursor=eyJhIjoxfQ.AAAA", StatusCode::BAD_REQUEST, "invalid_cursor"),
+        ("/api/v1/admin/audit-logs?action=HACK", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/audit-logs?actor=me", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/audit-logs?from=yesterday", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/audit-logs?cursor=%00%01", StatusCode::BAD_REQUEST, "invalid_cursor"),
+        ("/api/v1/admin/audit-logs?entity_id=%27%3B%20DROP%20TABLE%20users%3B--", StatusCode::OK, ""),
+        ("/api/v1/admin/users/not-a-uuid", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         ("/api/v1/nowhere", StatusCode::NOT_FOUND, "not_found"),
     ] {
         let res = app.get(path, Some(&admin)).await;
@@ -293,19 +152,9 @@ async fn hostile_query_strings_and_paths() {
             assert_problem(res, status, code).await;
         }
     }
-    let res = app
-        .req(Method::PUT, "/api/v1/me", Some(&admin))
-        .send()
-        .await
-        .unwrap();
+    let res = app.req(Method::PUT, "/api/v1/me", Some(&admin)).send().await.unwrap();
     assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
-    let res = app
-        .patch(
-            "/api/v1/admin/users/not-a-uuid",
-            Some(&admin),
-            json!({"role": "staff"}),
-        )
-        .await;
+    let res = app.patch("/api/v1/admin/users/not-a-uuid", Some(&admin), json!({"role": "staff"})).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(snapshot(&app).await, before);
 }
@@ -313,21 +162,9 @@ async fn hostile_query_strings_and_paths() {
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
     let app = TestApp::spawn().await;
-    let res = app
-        .client
-        .get(app.url("/live"))
-        .header("x-request-id", "trace-abc-123")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/live")).header("x-request-id", "trace-abc-123").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-abc-123");
-    let res = app
-        .client
-        .get(app.url("/nowhere"))
-        .header("x-request-id", "bad id with spaces")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/nowhere")).header("x-request-id", "bad id with spaces").send().await.unwrap();
     let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(generated, "bad id with spaces");
     let body: serde_json::Value = res.json().await.unwrap();

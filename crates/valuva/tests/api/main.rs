@@ -13,5 +13,8 @@ mod cli;
 mod errors;
 mod inventory;
 mod me;
+mod orders;
+mod orders_concurrency;
+mod orders_support;
 mod pagination;
 mod roles;

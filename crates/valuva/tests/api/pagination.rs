@@ -15,20 +15,12 @@ async fn walk(app: &TestApp, staff: &str, sort: &str, insert_every: usize) -> (V
         }
         let page: Value = app.get(&path, None).await.json().await.unwrap();
         pages += 1;
-        seen.extend(
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(page["data"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()));
         if insert_every > 0 && pages % insert_every == 0 {
             // New rows mid-walk: newer than everything, or priced anywhere in the range.
             let body = product(
                 &format!("Inserted {sort} {pages}"),
-                &format!("INS-{sort}-{pages}")
-                    .to_uppercase()
-                    .replace('_', "-"),
+                &format!("INS-{sort}-{pages}").to_uppercase().replace('_', "-"),
                 (pages as i64 * 97) % 20_000 + 500,
             );
             let res = app.post("/api/v1/admin/products", Some(staff), body).await;
@@ -46,9 +38,7 @@ async fn walk(app: &TestApp, staff: &str, sort: &str, insert_every: usize) -> (V
 async fn walking_1000_products_in_pages_of_7_has_no_gaps_or_duplicates() {
     let app = TestApp::spawn().await;
     let staff = app.admin_token().await;
-    services::seed::bulk(&app.state.db, 1000, 250, |_| {})
-        .await
-        .unwrap();
+    services::seed::bulk(&app.state.db, 1000, 250, |_| {}).await.unwrap();
     let original: HashSet<String> = {
         let (ids, _) = walk(&app, &staff, "newest", 0).await;
         assert_eq!(ids.len(), 1000);

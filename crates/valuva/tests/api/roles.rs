@@ -10,42 +10,14 @@ async fn admin_routes_answer_401_then_403_then_200() {
     let (staff, _) = app.token_with_role("s@example.com", Role::Staff).await;
     let admin = app.admin_token().await;
 
-    assert_problem(
-        app.get("/api/v1/admin/users", None).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-    )
-    .await;
-    assert_problem(
-        app.get("/api/v1/admin/users", Some(&customer)).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    assert_problem(app.get("/api/v1/admin/users", None).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_problem(app.get("/api/v1/admin/users", Some(&customer)).await, StatusCode::FORBIDDEN, "forbidden").await;
     // Staff run the shop but do not manage users.
-    assert_problem(
-        app.get("/api/v1/admin/users", Some(&staff)).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    assert_eq!(
-        app.get("/api/v1/admin/users", Some(&admin)).await.status(),
-        StatusCode::OK
-    );
+    assert_problem(app.get("/api/v1/admin/users", Some(&staff)).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(app.get("/api/v1/admin/users", Some(&admin)).await.status(), StatusCode::OK);
 
-    assert_problem(
-        app.get("/api/v1/admin/audit-logs", Some(&customer)).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    assert_eq!(
-        app.get("/api/v1/admin/audit-logs", Some(&staff))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_problem(app.get("/api/v1/admin/audit-logs", Some(&customer)).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(app.get("/api/v1/admin/audit-logs", Some(&staff)).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -55,71 +27,26 @@ async fn admin_changes_roles_and_cannot_demote_self() {
     let reg = app.register("worker@example.com").await;
     let id = reg["user"]["id"].as_str().unwrap();
 
-    let res = app
-        .patch(
-            &format!("/api/v1/admin/users/{id}"),
-            Some(&admin),
-            json!({"role": "staff"}),
-        )
-        .await;
+    let res = app.patch(&format!("/api/v1/admin/users/{id}"), Some(&admin), json!({"role": "staff"})).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["role"], "staff");
     // The new role applies from the next token on.
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": reg["refresh_token"]}),
-        )
-        .await;
-    let staff_token = res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        app.get("/api/v1/admin/audit-logs", Some(&staff_token))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": reg["refresh_token"]})).await;
+    let staff_token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/api/v1/admin/audit-logs", Some(&staff_token)).await.status(), StatusCode::OK);
 
     let rows_before = app.count("audit_logs").await;
-    let res = app
-        .patch(
-            &format!("/api/v1/admin/users/{admin_id}"),
-            Some(&admin),
-            json!({"role": "customer"}),
-        )
-        .await;
+    let res = app.patch(&format!("/api/v1/admin/users/{admin_id}"), Some(&admin), json!({"role": "customer"})).await;
     assert_problem(res, StatusCode::CONFLICT, "cannot_demote_self").await;
-    let res = app
-        .patch(
-            &format!("/api/v1/admin/users/{id}"),
-            Some(&admin),
-            json!({"role": "root"}),
-        )
-        .await;
+    let res = app.patch(&format!("/api/v1/admin/users/{id}"), Some(&admin), json!({"role": "root"})).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let res = app
-        .patch(
-            &format!("/api/v1/admin/users/{}", uuid::Uuid::now_v7()),
-            Some(&admin),
-            json!({"role": "staff"}),
-        )
-        .await;
+    let res = app.patch(&format!("/api/v1/admin/users/{}", uuid::Uuid::now_v7()), Some(&admin), json!({"role": "staff"})).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(app.count("audit_logs").await, rows_before);
 
     // Role change is audited with old and new values.
-    let logs: Value = app
-        .get(
-            &format!("/api/v1/admin/audit-logs?action=ADMIN_ACTION&entity_id={id}"),
-            Some(&admin),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let logs: Value =
+        app.get(&format!("/api/v1/admin/audit-logs?action=ADMIN_ACTION&entity_id={id}"), Some(&admin)).await.json().await.unwrap();
     let row = &logs["data"][0];
     assert_eq!(row["old_values"]["role"], "customer");
     assert_eq!(row["new_values"]["role"], "staff");
@@ -142,17 +69,8 @@ async fn user_listing_paginates_with_opaque_cursors() {
             None => "/api/v1/admin/users?limit=2".into(),
         };
         let page: Value = app.get(&path, Some(&admin)).await.json().await.unwrap();
-        seen.extend(
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["email"].as_str().unwrap().to_owned()),
-        );
-        assert_eq!(
-            page["pagination"]["has_more"],
-            page["pagination"]["next_cursor"].is_string()
-        );
+        seen.extend(page["data"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap().to_owned()));
+        assert_eq!(page["pagination"]["has_more"], page["pagination"]["next_cursor"].is_string());
         match page["pagination"]["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -160,11 +78,6 @@ async fn user_listing_paginates_with_opaque_cursors() {
     }
     assert_eq!(seen.len(), 6);
     assert_eq!(seen[0], "u4@example.com", "newest first");
-    let customers: Value = app
-        .get("/api/v1/admin/users?role=customer", Some(&admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let customers: Value = app.get("/api/v1/admin/users?role=customer", Some(&admin)).await.json().await.unwrap();
     assert_eq!(customers["data"].as_array().unwrap().len(), 5);
 }

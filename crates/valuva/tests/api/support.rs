@@ -18,22 +18,15 @@ pub struct TestApp {
 }
 
 pub fn pg_base() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
 }
 
 /// Creates a uniquely named PostgreSQL database and returns (admin URL, database URL, name).
 pub async fn create_pg_database(base: &str) -> (String, String) {
     use sea_orm::{ConnectionTrait, Database};
     let name = format!("valuva_test_{}", uuid::Uuid::now_v7().simple());
-    let admin = Database::connect(base)
-        .await
-        .expect("TEST_DATABASE_URL reachable");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
+    let admin = Database::connect(base).await.expect("TEST_DATABASE_URL reachable");
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
     let _ = admin.close().await;
     let mut url = url_without_path(base);
     url.push('/');
@@ -52,16 +45,11 @@ fn url_without_path(base: &str) -> String {
 pub fn drop_pg_database(base: String, name: String) {
     // Drop runs outside any runtime that could still be polled: use a thread of its own.
     let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             use sea_orm::{ConnectionTrait, Database};
             if let Ok(admin) = Database::connect(&base).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
+                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 let _ = admin.close().await;
             }
         });
@@ -81,10 +69,7 @@ impl TestApp {
                 let (url, name) = create_pg_database(&base).await;
                 (url, Some((base, name)))
             }
-            None => (
-                format!("sqlite://{}", dir.path().join("valuva.db").display()),
-                None,
-            ),
+            None => (format!("sqlite://{}", dir.path().join("valuva.db").display()), None),
         };
         let mut config = Config {
             host: "127.0.0.1".into(),
@@ -93,13 +78,13 @@ impl TestApp {
             jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret!")),
             email_outbox_dir: dir.path().join("outbox").display().to_string(),
             seed_on_startup: Some(false),
+            // Tests drive housekeeping themselves, deterministically.
+            housekeeping_interval_ms: 3_600_000,
             ..Config::default()
         };
         tweak(&mut config);
         config.validate().expect("test config is valid");
-        let app = valuva::Application::build(config.clone())
-            .await
-            .expect("app builds");
+        let app = valuva::Application::build(config.clone()).await.expect("app builds");
         let addr = app.local_addr();
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel();
@@ -108,10 +93,7 @@ impl TestApp {
         }));
         Self {
             base: format!("http://{addr}"),
-            client: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             state,
             config,
             dir,
@@ -137,19 +119,11 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
-        self.req(Method::POST, path, token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        self.req(Method::POST, path, token).json(&body).send().await.unwrap()
     }
 
     pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Response {
-        self.req(Method::PATCH, path, token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        self.req(Method::PATCH, path, token).json(&body).send().await.unwrap()
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
@@ -158,56 +132,30 @@ impl TestApp {
 
     /// Registers a customer and returns the session body.
     pub async fn register(&self, email: &str) -> Value {
-        let res = self
-            .post(
-                "/api/v1/auth/register",
-                None,
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
+        let res = self.post("/api/v1/auth/register", None, json!({"email": email, "password": PASSWORD})).await;
         assert_eq!(res.status(), StatusCode::CREATED);
         res.json().await.unwrap()
     }
 
     pub async fn customer_token(&self, email: &str) -> String {
-        self.register(email).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.register(email).await["access_token"].as_str().unwrap().to_owned()
     }
 
     /// A user with the given role (created through the service, as the CLI does), logged in.
     pub async fn token_with_role(&self, email: &str, role: domain::Role) -> (String, uuid::Uuid) {
         let meta = services::RequestMeta::system();
-        let user = self
-            .state
-            .identity
-            .create_admin(&meta, email, PASSWORD)
-            .await
-            .unwrap();
+        let user = self.state.identity.create_admin(&meta, email, PASSWORD).await.unwrap();
         if role != domain::Role::Admin {
-            self.state
-                .identity
-                .set_role(&meta, user.id, role)
-                .await
-                .unwrap();
+            self.state.identity.set_role(&meta, user.id, role).await.unwrap();
         }
-        let res = self
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
+        let res = self.post("/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await;
         assert_eq!(res.status(), StatusCode::OK);
         let body: Value = res.json().await.unwrap();
         (body["access_token"].as_str().unwrap().to_owned(), user.id)
     }
 
     pub async fn admin_token(&self) -> String {
-        self.token_with_role("admin@example.com", domain::Role::Admin)
-            .await
-            .0
+        self.token_with_role("admin@example.com", domain::Role::Admin).await.0
     }
 
     /// Row count of a table, to prove a rejected request wrote nothing.
@@ -215,10 +163,7 @@ impl TestApp {
         use sea_orm::{ConnectionTrait, Statement};
         let conn = self.state.db.primary();
         let row = conn
-            .query_one_raw(Statement::from_string(
-                conn.get_database_backend(),
-                format!("SELECT COUNT(*) AS n FROM {table}"),
-            ))
+            .query_one_raw(Statement::from_string(conn.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}")))
             .await
             .unwrap()
             .unwrap();
@@ -248,11 +193,7 @@ impl Drop for TestApp {
 /// Asserts a problem+json answer with the given status and code; returns the body.
 pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(res.status(), status, "status");
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     assert_eq!(ct, "application/problem+json");
     assert!(res.headers().contains_key("x-request-id"));
     let body: Value = res.json().await.unwrap();

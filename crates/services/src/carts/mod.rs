@@ -1,0 +1,281 @@
+//! Carts: guest carts reached with a secret token, customer carts reached with the customer's
+//! bearer token. Prices and availability are re-read on every view; a cart stores only lines.
+
+mod lines;
+
+use crate::{
+    ServiceError, ServiceResult,
+    catalog::MoneyView,
+    error::Errors,
+    identity::{hash_token, new_secret_token},
+};
+use chrono::{TimeDelta, Utc};
+use domain::{Address, AddressInput, Availability, Currency, Email};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use serde::{Deserialize, Serialize};
+use store::{
+    Db,
+    entities::{cart_items, carts, products, variants},
+};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use lines::MAX_LINE_QUANTITY;
+
+/// Who is asking for a cart: the holder of its secret token and/or a signed-in customer.
+#[derive(Debug, Clone, Default)]
+pub struct CartAccess {
+    pub token: Option<String>,
+    pub user: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartLineView {
+    pub id: Uuid,
+    pub variant_id: Uuid,
+    pub sku: String,
+    pub title: String,
+    pub quantity: i32,
+    pub unit_price: MoneyView,
+    pub line_total: MoneyView,
+    #[schema(value_type = String)]
+    pub availability: Availability,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartView {
+    pub id: Uuid,
+    /// The secret that reaches a guest cart (`X-Cart-Token`); returned only when the cart is
+    /// created, since only its hash is stored.
+    pub token: Option<String>,
+    pub currency: String,
+    pub items: Vec<CartLineView>,
+    pub subtotal: MoneyView,
+    pub email: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub shipping_address: Option<serde_json::Value>,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+/// `PATCH /carts/{id}`: absent fields stay.
+#[derive(Debug, Clone, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CartPatch {
+    pub email: Option<String>,
+    /// {name, line1, line2?, city, postal_code, country (ISO-3166 alpha-2), phone?}
+    #[schema(value_type = Option<Object>)]
+    pub shipping_address: Option<AddressInput>,
+}
+
+/// A cart line as checkout needs it.
+#[derive(Debug, Clone)]
+pub struct PricedLine {
+    pub variant_id: Uuid,
+    pub sku: String,
+    pub title: String,
+    pub quantity: i32,
+    pub unit_price: i64,
+    pub weight_grams: i32,
+}
+
+#[derive(Clone)]
+pub struct CartService {
+    db: Db,
+    ttl: TimeDelta,
+    low_stock: i64,
+}
+
+fn address_json(a: &Address) -> serde_json::Value {
+    serde_json::json!({
+        "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
+        "postal_code": a.postal_code, "country": a.country.as_str(), "phone": a.phone,
+    })
+}
+
+impl CartService {
+    pub fn new(db: Db, ttl_days: u64, low_stock: i64) -> Self {
+        Self { db, ttl: TimeDelta::days(ttl_days as i64), low_stock }
+    }
+
+    pub async fn create(&self, user: Option<Uuid>, currency: Option<&str>) -> ServiceResult<CartView> {
+        let currency = Currency::parse(currency.unwrap_or("EUR")).map_err(|e| ServiceError::field("currency", e.0))?;
+        let (token, token_hash) = new_secret_token();
+        let now = Utc::now();
+        let cart = carts::ActiveModel {
+            id: Set(domain::new_id()),
+            token_hash: Set(token_hash),
+            user_id: Set(user),
+            currency: Set(currency.code().to_owned()),
+            email: Set(None),
+            shipping_address: Set(None),
+            status: Set("active".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(self.db.primary())
+        .await?;
+        let mut view = self.view_of(self.db.primary(), cart).await?;
+        view.token = Some(token);
+        Ok(view)
+    }
+
+    /// The cart if the caller may reach it and it is still open; 404 otherwise (also for
+    /// someone else's cart, so its existence is not revealed).
+    pub(crate) async fn authorized<C: ConnectionTrait>(&self, conn: &C, id: Uuid, access: &CartAccess) -> ServiceResult<carts::Model> {
+        let cart = carts::Entity::find_by_id(id).one(conn).await?.ok_or(ServiceError::not_found("cart"))?;
+        let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
+        let by_user = access.user.is_some() && cart.user_id == access.user;
+        if !(by_token || by_user) || cart.status != "active" || cart.updated_at < Utc::now() - self.ttl {
+            return Err(ServiceError::not_found("cart"));
+        }
+        Ok(cart)
+    }
+
+    pub async fn get(&self, id: Uuid, access: &CartAccess) -> ServiceResult<CartView> {
+        let cart = self.authorized(self.db.primary(), id, access).await?;
+        self.view_of(self.db.primary(), cart).await
+    }
+
+    pub async fn update(&self, id: Uuid, access: &CartAccess, patch: CartPatch) -> ServiceResult<CartView> {
+        let mut errs = Errors::default();
+        let email = patch.email.as_deref().and_then(|e| errs.check("email", Email::parse(e)));
+        let address = patch.shipping_address.as_ref().and_then(|a| match Address::parse(a) {
+            Ok(a) => Some(a),
+            Err(list) => {
+                for (f, e) in list {
+                    errs.push(&format!("shipping_address.{f}"), e.0);
+                }
+                None
+            }
+        });
+        errs.finish()?;
+        let cart = self.authorized(self.db.primary(), id, access).await?;
+        let mut am: carts::ActiveModel = cart.into();
+        if let Some(e) = email {
+            am.email = Set(Some(e.as_str().to_owned()));
+        }
+        if let Some(a) = address {
+            am.shipping_address = Set(Some(address_json(&a).to_string()));
+        }
+        am.updated_at = Set(Utc::now());
+        let cart = am.update(self.db.primary()).await?;
+        self.view_of(self.db.primary(), cart).await
+    }
+
+    /// Lines with current prices, SKUs and titles, in the order they were added.
+    pub async fn priced_lines<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        cart: Uuid,
+    ) -> ServiceResult<Vec<(cart_items::Model, variants::Model, String)>> {
+        let rows: Vec<(cart_items::Model, Option<variants::Model>)> = cart_items::Entity::find()
+            .filter(cart_items::Column::CartId.eq(cart))
+            .order_by_asc(cart_items::Column::Id)
+            .find_also_related(variants::Entity)
+            .all(conn)
+            .await?;
+        let product_ids: Vec<Uuid> = rows.iter().filter_map(|(_, v)| v.as_ref().map(|v| v.product_id)).collect();
+        let titles: std::collections::HashMap<Uuid, String> = products::Entity::find()
+            .select_only()
+            .column(products::Column::Id)
+            .column(products::Column::Title)
+            .filter(products::Column::Id.is_in(product_ids))
+            .into_tuple::<(Uuid, String)>()
+            .all(conn)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(rows
+            .into_iter()
+            .filter_map(|(item, v)| {
+                let v = v?;
+                let title = titles.get(&v.product_id).cloned().unwrap_or_default();
+                Some((item, v, title))
+            })
+            .collect())
+    }
+
+    pub(crate) async fn view_of<C: ConnectionTrait>(&self, conn: &C, cart: carts::Model) -> ServiceResult<CartView> {
+        let lines = self.priced_lines(conn, cart.id).await?;
+        let mut subtotal = 0i64;
+        let items = lines
+            .into_iter()
+            .map(|(item, v, title)| {
+                let total = v.price.saturating_mul(item.quantity as i64);
+                subtotal = subtotal.saturating_add(total);
+                let option_values: Vec<String> = serde_json::from_str::<std::collections::BTreeMap<String, String>>(&v.options)
+                    .unwrap_or_default()
+                    .into_values()
+                    .collect();
+                let title = if option_values.is_empty() { title } else { format!("{title} ({})", option_values.join(" / ")) };
+                CartLineView {
+                    id: item.id,
+                    variant_id: v.id,
+                    sku: v.sku,
+                    title,
+                    quantity: item.quantity,
+                    unit_price: MoneyView { amount: v.price, currency: v.currency.clone() },
+                    line_total: MoneyView { amount: total, currency: v.currency },
+                    availability: Availability::of(v.stock, self.low_stock),
+                }
+            })
+            .collect();
+        Ok(CartView {
+            id: cart.id,
+            token: None,
+            subtotal: MoneyView { amount: subtotal, currency: cart.currency.clone() },
+            currency: cart.currency,
+            items,
+            email: cart.email,
+            shipping_address: cart.shipping_address.and_then(|a| serde_json::from_str(&a).ok()),
+            created_at: cart.created_at,
+            updated_at: cart.updated_at,
+        })
+    }
+
+    /// On login: moves the lines of the guest cart into the customer's open cart (quantities
+    /// add up, capped), or hands the guest cart to the customer when they have none.
+    pub async fn merge_into_customer(&self, guest: Uuid, token: &str, user: Uuid) -> ServiceResult<Uuid> {
+        let tx = self.db.begin().await?;
+        let access = CartAccess { token: Some(token.to_owned()), user: None };
+        let guest_cart = self.authorized(&tx, guest, &access).await?;
+        let own = carts::Entity::find()
+            .filter(carts::Column::UserId.eq(user))
+            .filter(carts::Column::Status.eq("active"))
+            .filter(carts::Column::Id.ne(guest))
+            .order_by_desc(carts::Column::UpdatedAt)
+            .one(&tx)
+            .await?;
+        let target = match own.filter(|c| c.currency == guest_cart.currency) {
+            None => {
+                let mut am: carts::ActiveModel = guest_cart.into();
+                am.user_id = Set(Some(user));
+                am.updated_at = Set(Utc::now());
+                am.update(&tx).await?.id
+            }
+            Some(own) => {
+                let items = cart_items::Entity::find().filter(cart_items::Column::CartId.eq(guest)).all(&tx).await?;
+                for item in items {
+                    lines::add_quantity(&tx, own.id, item.variant_id, item.quantity).await?;
+                }
+                let mut am: carts::ActiveModel = guest_cart.into();
+                am.status = Set("merged".into());
+                am.update(&tx).await?;
+                own.id
+            }
+        };
+        tx.commit().await?;
+        Ok(target)
+    }
+
+    /// Removes carts idle longer than the TTL (housekeeping).
+    pub async fn purge_expired(&self) -> ServiceResult<u64> {
+        let res = carts::Entity::delete_many()
+            .filter(carts::Column::UpdatedAt.lt(Utc::now() - self.ttl))
+            .filter(carts::Column::Status.ne("converted"))
+            .exec(self.db.primary())
+            .await?;
+        Ok(res.rows_affected)
+    }
+}

@@ -1,0 +1,180 @@
+use super::{
+    OrderAccess, OrderService,
+    checkout::with_retry,
+    transitions::{invalid, move_stock},
+};
+use crate::{
+    RequestMeta, ServiceError, ServiceResult,
+    audit::{self, Change},
+    catalog::MoneyView,
+    idempotency::{self, Outcome},
+    inventory::Kind,
+    outbox,
+};
+use chrono::{DateTime, Utc};
+use domain::{AuditAction, Currency, Money, OrderEvent, OrderStatus};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::{Deserialize, Serialize};
+use store::entities::{order_lines, orders, payments, refunds};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Minor units; defaults to everything captured and not yet refunded.
+    pub amount: Option<i64>,
+    /// Put every unit of the order back in stock.
+    pub restock: Option<bool>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefundView {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub amount: MoneyView,
+    pub restock: bool,
+    pub status: String,
+    pub reason: Option<String>,
+    /// The order's refunded total after this refund.
+    pub refunded_total: MoneyView,
+    pub order_status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl OrderService {
+    /// Records a refund of `amount` inside `tx`. The conditional update on the order makes it
+    /// impossible for refunds, however concurrent, to exceed what was captured.
+    pub(super) async fn refund_inside(
+        &self,
+        tx: &DatabaseTransaction,
+        meta: &RequestMeta,
+        order: &orders::Model,
+        amount: i64,
+        restock: bool,
+        reason: Option<&str>,
+    ) -> ServiceResult<refunds::Model> {
+        let remaining = order.total - order.refunded_total;
+        if amount < 1 || amount > remaining {
+            return Err(ServiceError::field("amount", format!("must be between 1 and {remaining}, the captured amount not yet refunded")));
+        }
+        let ok = orders::Entity::update_many()
+            .col_expr(orders::Column::RefundedTotal, Expr::col(orders::Column::RefundedTotal).add(amount))
+            .col_expr(orders::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(orders::Column::Id.eq(order.id))
+            .filter(Expr::col(orders::Column::RefundedTotal).add(amount).lte(Expr::col(orders::Column::Total)))
+            .exec(tx)
+            .await?
+            .rows_affected;
+        if ok == 0 {
+            return Err(ServiceError::conflict("refund_exceeds_captured", "refunds would exceed the captured amount"));
+        }
+        if restock {
+            for l in order_lines::Entity::find().filter(order_lines::Column::OrderId.eq(order.id)).all(tx).await? {
+                let back = (l.quantity - l.restocked_quantity) as i64;
+                if back > 0 {
+                    move_stock(tx, meta, order.id, l.variant_id, back, 0, Kind::Restock).await?;
+                    order_lines::Entity::update_many()
+                        .col_expr(order_lines::Column::RestockedQuantity, Expr::value(l.quantity))
+                        .filter(order_lines::Column::Id.eq(l.id))
+                        .exec(tx)
+                        .await?;
+                }
+            }
+        }
+        let payment = payments::Entity::find()
+            .filter(payments::Column::OrderId.eq(order.id))
+            .one(tx)
+            .await?
+            .ok_or(ServiceError::not_found("payment"))?;
+        let provider =
+            self.providers.get(&payment.provider).ok_or_else(|| ServiceError::internal("payment provider no longer configured"))?;
+        let currency = Currency::parse(&order.currency).map_err(|e| ServiceError::internal(e.0))?;
+        let money = Money::price(amount, currency).map_err(|e| ServiceError::internal(e.0))?;
+        let refund_id = domain::new_id();
+        let result = provider
+            .refund(payment.reference.as_deref(), money, &refund_id.to_string())
+            .await
+            .map_err(|e| ServiceError::Unavailable { code: "payment_unavailable", detail: e.to_string() })?;
+        payments::Entity::update_many()
+            .col_expr(payments::Column::RefundedAmount, Expr::col(payments::Column::RefundedAmount).add(amount))
+            .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(payments::Column::Id.eq(payment.id))
+            .exec(tx)
+            .await?;
+        let row = refunds::ActiveModel {
+            id: Set(refund_id),
+            order_id: Set(order.id),
+            payment_id: Set(payment.id),
+            amount: Set(amount),
+            currency: Set(order.currency.clone()),
+            restock: Set(restock),
+            status: Set(result.status.into()),
+            reason: Set(reason.map(str::to_owned)),
+            actor_id: Set(meta.actor.map(|a| a.id)),
+            created_at: Set(Utc::now()),
+        }
+        .insert(tx)
+        .await?;
+        let change = Change::new(AuditAction::Refund, "order", order.id)
+            .old(serde_json::json!({"refunded_total": order.refunded_total}))
+            .new_values(serde_json::json!({"refunded_total": order.refunded_total + amount, "amount": amount, "restock": restock, "reason": reason}));
+        audit::record(tx, meta, change).await?;
+        outbox::emit(tx, "order.refunded", order.id, serde_json::json!({"amount": amount, "currency": order.currency})).await?;
+        Ok(row)
+    }
+
+    /// A full or partial refund of a paid order (idempotent with a key). When refunds reach
+    /// the captured total the order becomes `refunded`.
+    pub async fn refund(
+        &self,
+        meta: &RequestMeta,
+        id: Uuid,
+        req: RefundRequest,
+        key: Option<String>,
+    ) -> ServiceResult<Outcome<RefundView>> {
+        if req.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+            return Err(ServiceError::field("reason", "must be at most 500 characters"));
+        }
+        let key = key.as_deref().map(idempotency::parse_key).transpose()?;
+        let request = serde_json::to_value(&req).map_err(ServiceError::internal)?;
+        idempotency::run(&self.db, format!("refund:{id}"), key, &request, |claim| async move {
+            with_retry(|| async {
+                let tx = self.db.begin_serializable().await?;
+                let order = self.authorized(&tx, id, &OrderAccess { staff: true, ..Default::default() }).await?;
+                let status = OrderStatus::parse(&order.status).map_err(|e| ServiceError::internal(e.0))?;
+                if !status.is_refundable() {
+                    return Err(invalid(status.apply(OrderEvent::RefundInFull).expect_err("not refundable")));
+                }
+                let amount = req.amount.unwrap_or(order.total - order.refunded_total);
+                let refund = self.refund_inside(&tx, meta, &order, amount, req.restock.unwrap_or(false), req.reason.as_deref()).await?;
+                let mut order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
+                if order.refunded_total == order.total {
+                    order = self.apply_event(&tx, meta, order, OrderEvent::RefundInFull, None).await?;
+                }
+                let view = RefundView {
+                    id: refund.id,
+                    order_id: id,
+                    amount: MoneyView { amount: refund.amount, currency: refund.currency.clone() },
+                    restock: refund.restock,
+                    status: refund.status,
+                    reason: refund.reason,
+                    refunded_total: MoneyView { amount: order.refunded_total, currency: order.currency.clone() },
+                    order_status: order.status,
+                    created_at: refund.created_at,
+                };
+                if let Some(c) = &claim {
+                    c.complete(&tx, 201, &view).await?;
+                }
+                tx.commit().await?;
+                Ok(view)
+            })
+            .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,104 @@
+//! Invariants under concurrency, over HTTP against the running server.
+
+use crate::{orders_support::*, support::TestApp};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_checkouts_for_ten_units_sell_exactly_ten() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 1000, 10).await;
+    let mut carts = Vec::new();
+    for _ in 0..200 {
+        let c = cart(&app, &[(&v, 1)]).await;
+        let r = rate(&app, &c).await;
+        carts.push((c, r));
+    }
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = carts
+        .into_iter()
+        .map(|(c, r)| {
+            let app = app.clone();
+            tokio::spawn(async move { checkout_with(&app, &c, &r, &uuid::Uuid::now_v7().to_string()).await.status() })
+        })
+        .collect();
+    let (mut created, mut conflicts) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => conflicts += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (10, 190));
+    assert_eq!(app.count("orders").await, 10);
+    assert_eq!(stock(&app, &shop, &v).await, (0, 10));
+    assert_ledger_ok(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crossing_multi_line_checkouts_never_deadlock_into_errors() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let a = variant(&app, &shop, 100, 1000).await;
+    let b = variant(&app, &shop, 100, 1000).await;
+    let mut carts = Vec::new();
+    for i in 0..60 {
+        let lines: [(&str, i64); 2] = if i % 2 == 0 { [(&a, 2), (&b, 3)] } else { [(&b, 3), (&a, 2)] };
+        let c = cart(&app, &lines).await;
+        let r = rate(&app, &c).await;
+        carts.push((c, r));
+    }
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = carts
+        .into_iter()
+        .map(|(c, r)| {
+            let app = app.clone();
+            tokio::spawn(async move { checkout_with(&app, &c, &r, &uuid::Uuid::now_v7().to_string()).await.status() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::CREATED);
+    }
+    assert_eq!(stock(&app, &shop, &a).await, (1000 - 120, 120));
+    assert_eq!(stock(&app, &shop, &b).await, (1000 - 180, 180));
+    assert_ledger_ok(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_key_sent_twenty_times_at_once_creates_one_order() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 100, 50).await;
+    let c = cart(&app, &[(&v, 1)]).await;
+    let r = rate(&app, &c).await;
+    let app = std::sync::Arc::new(app);
+    let c = std::sync::Arc::new(c);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, c, r) = (app.clone(), c.clone(), r.clone());
+            tokio::spawn(async move {
+                let res = checkout_with(&app, &c, &r, "the-one-key").await;
+                let status = res.status();
+                let body: Value = res.json().await.unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    let mut order_ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                order_ids.insert(body["order"]["id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => assert_eq!(body["code"], "idempotency_in_progress"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(order_ids.len(), 1);
+    assert_eq!(app.count("orders").await, 1);
+    assert_eq!(stock(&app, &shop, &v).await, (49, 1));
+    assert_ledger_ok(&app).await;
+}
