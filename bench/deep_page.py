@@ -14,6 +14,7 @@ ap.add_argument("--products", type=int, default=1_000_000)
 ap.add_argument("--page", type=int, default=5000)
 ap.add_argument("--samples", type=int, default=300)
 ap.add_argument("--port", type=int, default=18080)
+ap.add_argument("--database-url", help="measure an already seeded database instead of seeding a new one")
 args = ap.parse_args()
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,9 @@ env = dict(os.environ, PORT=str(args.port), HOST="127.0.0.1", LOG_LEVEL="warn", 
            JWT_SECRET="bench-secret-bench-secret-bench-secret", EMAIL_OUTBOX_DIR=os.path.join(work, "outbox"))
 pg_admin = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
 dbname = f"valuva_bench_{int(time.time())}"
-if args.backend == "sqlite":
+if args.database_url:
+    env["DATABASE_URL"] = args.database_url
+elif args.backend == "sqlite":
     env["DATABASE_URL"] = f"sqlite://{work}/bench.db"
 else:
     subprocess.run(["psql", pg_admin, "-qc", f"CREATE DATABASE {dbname}"], check=True)
@@ -36,10 +39,11 @@ else:
 server = None
 try:
     subprocess.run([binary, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    t0 = time.time()
-    out = subprocess.run([binary, "seed", "--products", str(args.products), "--batch", "1000"], env=env, check=True, capture_output=True, text=True)
-    print(out.stdout.strip().splitlines()[-1])
-    print(f"seed wall time: {time.time() - t0:.1f} s")
+    if not args.database_url:
+        t0 = time.time()
+        out = subprocess.run([binary, "seed", "--products", str(args.products), "--batch", "1000"], env=env, check=True, capture_output=True, text=True)
+        print(out.stdout.strip().splitlines()[-1])
+        print(f"seed wall time: {time.time() - t0:.1f} s")
 
     server = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conn = None
@@ -76,6 +80,6 @@ try:
 finally:
     if server:
         server.terminate(); server.wait()
-    if args.backend == "postgres":
+    if args.backend == "postgres" and not args.database_url:
         subprocess.run(["psql", pg_admin, "-qc", f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"])
     shutil.rmtree(work, ignore_errors=True)

@@ -71,9 +71,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            // A type error can come before a syntax error further on: only a body that is
-            // valid JSON as a whole gets field-level (422) answers.
-            serde_json::error::Category::Data if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            // A body that is valid JSON as a whole but has the wrong shape gets a field-level 422
+            // (a type error can also come before a syntax error further on: that stays a 400).
+            _ if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
                 let msg = inner.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
                 ApiError::validation(vec![FieldError::new(field_name(&path, &msg), msg)])

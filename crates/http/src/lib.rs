@@ -5,15 +5,23 @@ pub mod extract;
 pub mod middleware;
 pub mod problem;
 pub mod routes;
+mod security;
 pub mod state;
 
 pub use state::AppState;
 
+use axum::http::{HeaderName, HeaderValue};
 use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware::from_fn, response::IntoResponse};
 use problem::ApiError;
 use routes::{admin, admin_catalog as ac, admin_orders as ao, auth, carts, catalog, me, ops};
 use std::time::Duration;
-use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
+    cors::{AllowOrigin, CorsLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -44,9 +52,12 @@ impl Modify for BearerAuth {
     }
 }
 
-fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(ops::live))
+fn api(with_metrics: bool) -> OpenApiRouter<AppState> {
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    if with_metrics {
+        api = api.routes(routes!(ops::metrics));
+    }
+    api.routes(routes!(ops::live))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::health))
         .routes(routes!(auth::register))
@@ -96,18 +107,34 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as served at `/openapi.json` and printed by `valuva openapi`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    api(true).into_openapi()
 }
 
+/// The full application: API routes, docs, `/metrics` (unless it has its own port), and every
+/// middleware layer, configured in one place.
 pub fn router(state: AppState) -> Router {
-    let timeout = Duration::from_millis(state.config.request_timeout_ms);
-    let (router, spec) = api().split_for_parts();
-    router
+    let (router, spec) = api(state.config.metrics_port.is_none()).split_for_parts();
+    let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")
-        })
+        });
+    with_layers(router, state)
+}
+
+/// `/metrics` alone, for METRICS_PORT.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", axum::routing::get(ops::metrics)).with_state(state)
+}
+
+/// Applies the middleware stack (outermost first): request id + access log + HTTP metrics,
+/// CORS, compression, security headers, problem+json rendering, panic catching, timeout, body
+/// limit.
+pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    let cors = cors(&state.config);
+    let mut r = router
         .with_state(state)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
@@ -115,6 +142,33 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("handler panicked");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred").into_response()
         }))
-        .layer(from_fn(problem::render))
-        .layer(from_fn(middleware::request_id_and_log))
+        .layer(from_fn(problem::render));
+    for (name, value) in security::HEADERS {
+        r = r.layer(SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value)));
+    }
+    r.layer(CompressionLayer::new()).layer(cors).layer(from_fn(middleware::request_id_and_log))
+}
+
+fn cors(config: &platform::Config) -> CorsLayer {
+    use axum::http::{Method, header};
+    let origins = config.cors_origins();
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-cart-token"),
+            HeaderName::from_static("x-csrf-token"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id"), HeaderName::from_static("idempotent-replayed"), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        // Any origin, but never with credentials (browsers refuse that combination anyway).
+        base.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        base.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
+    }
 }

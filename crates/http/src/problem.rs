@@ -135,6 +135,7 @@ pub async fn render(req: Request, next: Next) -> Response {
         }
         None => generic(status),
     };
+    metrics::counter!("valuva_http_errors_total", "code" => info.code).increment(1);
     let body = Problem {
         kind: format!("https://valuva.dev/problems/{}", info.code.replace('_', "-")),
         title: status.canonical_reason().unwrap_or("Error"),

@@ -25,6 +25,7 @@ pub struct AppState {
     pub orders: OrderService,
     pub cursors: CursorCodec,
     pub started: Instant,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -53,6 +54,7 @@ impl AppState {
             orders,
             cursors,
             started: Instant::now(),
+            metrics: platform::metrics::install(),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -58,6 +58,14 @@ pub struct Config {
     pub cart_ttl_days: u64,
     /// How often background housekeeping (reservation expiry, audit sealing, key purge) runs.
     pub housekeeping_interval_ms: u64,
+    /// Comma-separated origins allowed to call the API from a browser; `*` allows any origin
+    /// (without credentials). Empty: no cross-origin access.
+    pub cors_origin: String,
+    /// Serve `/metrics` on this port instead of the API port.
+    pub metrics_port: Option<u16>,
+    /// Require `Authorization: Bearer <token>` on `/metrics`.
+    #[serde(skip_serializing)]
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for Config {
@@ -93,6 +101,9 @@ impl Default for Config {
             reservation_ttl_minutes: 30,
             cart_ttl_days: 30,
             housekeeping_interval_ms: 1000,
+            cors_origin: String::new(),
+            metrics_port: None,
+            metrics_token: None,
         }
     }
 }
@@ -156,6 +167,11 @@ impl Config {
         ];
         if let Some((var, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(var, "must be greater than 0"));
+        }
+        for origin in self.cors_origins() {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(invalid("CORS_ORIGIN", format!("{origin:?} is not an origin like https://shop.example.com")));
+            }
         }
         if self.db_pool_max == Some(0) {
             return Err(invalid("DB_POOL_MAX", "must be greater than 0"));
@@ -224,6 +240,10 @@ impl Config {
             statement_timeout: Duration::from_millis(self.db_statement_timeout),
             slow_query: Duration::from_millis(self.db_slow_query_ms),
         })
+    }
+
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_origin.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect()
     }
 
     pub fn bind_addr(&self) -> String {

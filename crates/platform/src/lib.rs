@@ -1,6 +1,7 @@
 //! Cross-cutting infrastructure: configuration, telemetry, secrets.
 
 pub mod config;
+pub mod metrics;
 pub mod secret;
 pub mod telemetry;
 

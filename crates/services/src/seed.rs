@@ -203,6 +203,9 @@ pub async fn bulk(db: &Db, n: u64, batch: u64, mut progress: impl FnMut(u64)) ->
         done += size;
         progress(done);
     }
+    // Fresh planner statistics: without them PostgreSQL plans a million-row listing as if the
+    // table were empty (a full bitmap scan and sort instead of an index walk).
+    db.execute_raw("ANALYZE").await?;
     let tx = db.begin().await?;
     let change = Change { action: AuditAction::AdminAction, entity_type: "catalog", entity_id: None, old: None, new: None }
         .new_values(serde_json::json!({"bulk_seeded_products": n}));

@@ -20,6 +20,7 @@ pub enum StoreError {
 pub struct Db {
     primary: DatabaseConnection,
     replica: DatabaseConnection,
+    has_replica: bool,
     backend: Backend,
 }
 
@@ -30,7 +31,7 @@ impl Db {
             Some(settings) => connect_pool(settings).await?,
             None => p.clone(),
         };
-        Ok(Self { primary: p, replica: r, backend: primary.backend })
+        Ok(Self { primary: p, replica: r, has_replica: replica.is_some(), backend: primary.backend })
     }
 
     pub fn backend(&self) -> Backend {
@@ -117,7 +118,17 @@ async fn connect_pool(s: &DatabaseSettings) -> Result<DatabaseConnection, StoreE
             });
         }
     }
-    Database::connect(opt).await.map_err(StoreError::Connect)
+    let mut conn = Database::connect(opt).await.map_err(StoreError::Connect)?;
+    conn.set_metric_callback(|info| {
+        let op = match info.statement.sql.split_whitespace().next().map(str::to_ascii_uppercase).as_deref() {
+            Some(op @ ("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "BEGIN" | "COMMIT" | "ROLLBACK")) => op.to_owned(),
+            _ => "OTHER".to_owned(),
+        };
+        let outcome = if info.failed { "error" } else { "ok" };
+        metrics::counter!("valuva_db_queries_total", "operation" => op.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("valuva_db_query_duration_seconds", "operation" => op).record(info.elapsed.as_secs_f64());
+    });
+    Ok(conn)
 }
 
 pub fn is_unique_violation(err: &DbErr) -> bool {
@@ -151,5 +162,35 @@ impl Db {
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("order number counter".into()))?;
         row.try_get::<i64>("", "value")
+    }
+}
+
+/// Connections of one pool right now.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+fn stats(conn: &DatabaseConnection, backend: Backend) -> PoolStats {
+    match backend {
+        Backend::Postgres => {
+            let p = conn.get_postgres_connection_pool();
+            PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() }
+        }
+        Backend::Sqlite => {
+            let p = conn.get_sqlite_connection_pool();
+            PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() }
+        }
+    }
+}
+
+impl Db {
+    /// (primary, replica) pool statistics; the replica is `None` when reads use the primary.
+    pub fn pool_stats(&self) -> (PoolStats, Option<PoolStats>) {
+        let primary = stats(&self.primary, self.backend);
+        let replica = self.has_replica.then(|| stats(&self.replica, self.backend));
+        (primary, replica)
     }
 }

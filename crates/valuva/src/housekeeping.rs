@@ -26,20 +26,23 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> tokio::task::J
     })
 }
 
+fn outcome<T, E: std::fmt::Display>(task: &'static str, r: Result<T, E>) {
+    let outcome = match &r {
+        Ok(_) => "ok",
+        Err(e) => {
+            tracing::warn!(task, error = %e, "background task failed; retrying next round");
+            "error"
+        }
+    };
+    metrics::counter!("valuva_housekeeping_runs_total", "task" => task, "outcome" => outcome).increment(1);
+}
+
 /// One round; errors are logged and retried next round.
 pub async fn run_once(state: &AppState, purge: bool) {
-    if let Err(e) = services::audit::seal(&state.db).await {
-        tracing::warn!(error = %e, "sealing the audit chain failed");
-    }
-    if let Err(e) = state.orders.expire_overdue().await {
-        tracing::warn!(error = %e, "expiring unpaid orders failed");
-    }
+    outcome("audit_seal", services::audit::seal(&state.db).await);
+    outcome("order_expiry", state.orders.expire_overdue().await);
     if purge {
-        if let Err(e) = services::idempotency::purge_older_than(&state.db, chrono::TimeDelta::hours(24)).await {
-            tracing::warn!(error = %e, "purging idempotency keys failed");
-        }
-        if let Err(e) = state.carts.purge_expired().await {
-            tracing::warn!(error = %e, "purging expired carts failed");
-        }
+        outcome("idempotency_purge", services::idempotency::purge_older_than(&state.db, chrono::TimeDelta::hours(24)).await);
+        outcome("cart_purge", state.carts.purge_expired().await);
     }
 }

@@ -76,6 +76,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let state = AppState::new(Arc::new(config), db, identity, cursors);
     if seed {
         let n = services::seed::demo(&state.db, &state.catalog).await.map_err(|e| anyhow::anyhow!("seeding the demo catalog: {e}"))?;
+        let meta = services::RequestMeta::system();
+        state.shipping.seed_demo(&meta).await.map_err(|e| anyhow::anyhow!("seeding the demo shipping zone: {e}"))?;
         if n > 0 {
             tracing::info!(products = n, "demo catalog created");
         }
@@ -85,6 +87,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -92,12 +95,24 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let addr = config.bind_addr();
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+        let metrics_listener = match config.metrics_port {
+            Some(port) => {
+                let addr = format!("{}:{port}", config.host);
+                Some(TcpListener::bind(&addr).await.with_context(|| format!("binding METRICS_PORT {addr}"))?)
+            }
+            None => None,
+        };
         let state = build_state(config).await?;
-        Ok(Self { listener, state })
+        Ok(Self { listener, metrics_listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Where `/metrics` is served when METRICS_PORT is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -110,21 +125,32 @@ impl Application {
         let state = self.state.clone();
         let grace = Duration::from_secs(state.config.shutdown_timeout_seconds);
         let app = http_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        // `stop` tells background work and the metrics listener that shutdown began.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let marker = state.clone();
         let signal = async move {
             shutdown.await;
             marker.begin_shutdown();
             tracing::info!("shutdown requested: draining in-flight requests");
-            let _ = stopping_tx.send(());
+            let _ = stop_tx.send(true);
         };
+        let background = housekeeping::spawn(state.clone(), stop_rx.clone());
+        if let Some(listener) = self.metrics_listener {
+            let mut stop = stop_rx.clone();
+            let metrics = axum::serve(listener, http_api::metrics_router(state.clone())).with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            });
+            tokio::spawn(async move { metrics.await });
+        }
         let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
         let serving = tokio::spawn(async move { server.await });
-        let _ = stopping_rx.await;
+        let mut stopping = stop_rx;
+        let _ = stopping.changed().await;
         match tokio::time::timeout(grace, serving).await {
             Ok(joined) => joined??,
             Err(_) => tracing::warn!(seconds = grace.as_secs(), "shutdown grace period over; dropping remaining connections"),
         }
+        let _ = tokio::time::timeout(grace, background).await;
         state.db.clone().close().await;
         tracing::info!("stopped");
         Ok(())

@@ -36,6 +36,8 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// A guest cart to merge into the customer's cart (send its `X-Cart-Token` too).
+    pub cart_id: Option<uuid::Uuid>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -66,12 +68,14 @@ pub struct SessionResponse {
     pub refresh_token: Option<String>,
     /// Cookie mode only: the value to send back in `X-CSRF-Token`.
     pub csrf_token: Option<String>,
+    /// Login with `cart_id`: the customer's cart that now holds the guest cart's lines.
+    pub cart_id: Option<uuid::Uuid>,
     #[schema(example = "Bearer")]
     pub token_type: &'static str,
     pub expires_in: u64,
 }
 
-fn session_response(state: &AppState, status: StatusCode, s: AuthSession) -> Response {
+fn session_response(state: &AppState, status: StatusCode, s: AuthSession, cart_id: Option<uuid::Uuid>) -> Response {
     let cookies = state.config.auth_cookies;
     let csrf = cookies.then(|| hex::encode(rand::random::<[u8; 32]>()));
     let body = SessionResponse {
@@ -79,6 +83,7 @@ fn session_response(state: &AppState, status: StatusCode, s: AuthSession) -> Res
         access_token: s.access_token,
         refresh_token: (!cookies).then_some(s.refresh_token.clone()),
         csrf_token: csrf.clone(),
+        cart_id,
         token_type: "Bearer",
         expires_in: s.expires_in,
     };
@@ -133,15 +138,29 @@ fn refresh_token_of(state: &AppState, headers: &HeaderMap, body: Option<String>)
     responses((status = 201, body = SessionResponse), (status = 409, description = "email taken"), (status = 422, description = "invalid fields")))]
 pub async fn register(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<RegisterRequest>) -> Result<Response, ApiError> {
     let s = state.identity.register(&meta, &req.email, &req.password, req.name.as_deref()).await?;
-    Ok(session_response(&state, StatusCode::CREATED, s))
+    Ok(session_response(&state, StatusCode::CREATED, s, None))
 }
 
 /// Start a session. Unknown email and wrong password give the same 401.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = SessionResponse), (status = 401, description = "invalid credentials")))]
-pub async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
     let s = state.identity.login(&meta, &req.email, &req.password).await?;
-    Ok(session_response(&state, StatusCode::OK, s))
+    let token = headers.get(super::carts::CART_TOKEN).and_then(|v| v.to_str().ok());
+    let mut cart = None;
+    if let (Some(guest), Some(token)) = (req.cart_id, token) {
+        // A cart that cannot be merged (expired, wrong token) does not fail the login.
+        match state.carts.merge_into_customer(guest, token, s.user.id).await {
+            Ok(merged) => cart = Some(merged),
+            Err(e) => tracing::info!(error = %e, "guest cart not merged at login"),
+        }
+    }
+    Ok(session_response(&state, StatusCode::OK, s, cart))
 }
 
 /// Exchange a refresh token for a new pair. Reusing a spent token revokes the session family.
@@ -155,7 +174,7 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let token = refresh_token_of(&state, &headers, req.refresh_token)?;
     let s = state.identity.refresh(&meta, &token).await?;
-    Ok(session_response(&state, StatusCode::OK, s))
+    Ok(session_response(&state, StatusCode::OK, s, None))
 }
 
 /// End the session the refresh token belongs to.

@@ -36,6 +36,10 @@ pub struct Health {
     pub shutting_down: bool,
     pub database: Check,
     pub migrations: Check,
+    /// Resident memory of the process, MiB.
+    pub memory_rss_mb: Option<f64>,
+    #[schema(value_type = Object)]
+    pub pools: serde_json::Value,
 }
 
 async fn database(state: &AppState) -> (Check, Check) {
@@ -63,6 +67,11 @@ async fn report(state: &AppState) -> (StatusCode, Health) {
         shutting_down: state.is_shutting_down(),
         database,
         migrations,
+        memory_rss_mb: platform::metrics::rss_bytes().map(|b| b as f64 / 1_048_576.0),
+        pools: {
+            let (primary, replica) = state.db.pool_stats();
+            serde_json::json!({"primary": primary, "replica": replica})
+        },
     };
     (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, health)
 }
@@ -79,4 +88,37 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let (status, health) = report(&state).await;
     (status, axum::Json(health))
+}
+
+/// Prometheus metrics (text exposition format). With METRICS_TOKEN set it needs
+/// `Authorization: Bearer <token>`; with METRICS_PORT set it is served on that port only.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String), (status = 401)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, crate::problem::ApiError> {
+    if let Some(token) = &state.config.metrics_token {
+        let sent = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), token.expose().as_bytes())) {
+            return Err(crate::problem::ApiError::unauthorized());
+        }
+    }
+    // Gauges read at scrape time.
+    let (primary, replica) = state.db.pool_stats();
+    for (pool, s) in [("primary", Some(primary)), ("replica", replica)] {
+        if let Some(s) = s {
+            metrics::gauge!("valuva_db_pool_connections", "pool" => pool, "state" => "idle").set(s.idle as f64);
+            metrics::gauge!("valuva_db_pool_connections", "pool" => pool, "state" => "in_use").set(s.size.saturating_sub(s.idle) as f64);
+            metrics::gauge!("valuva_db_pool_connections", "pool" => pool, "state" => "max").set(s.max as f64);
+        }
+    }
+    if let Some(rss) = platform::metrics::rss_bytes() {
+        metrics::gauge!("valuva_process_resident_memory_bytes").set(rss as f64);
+    }
+    let body = state.metrics.render();
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }

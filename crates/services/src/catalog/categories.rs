@@ -135,6 +135,7 @@ impl CatalogService {
         let v = view(row);
         audit::record(&tx, meta, Change::new(AuditAction::Create, "category", v.id).new_values(&v)).await?;
         tx.commit().await?;
+        super::count("category", "create");
         Ok(v)
     }
 
@@ -185,6 +186,7 @@ impl CatalogService {
         let new = view(am.update(&tx).await.map_err(slug_conflict)?);
         audit::record(&tx, meta, Change::new(AuditAction::Update, "category", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
+        super::count("category", "update");
         Ok(new)
     }
 
@@ -217,6 +219,7 @@ impl CatalogService {
             .new_values(serde_json::json!({"children_reparented": children, "products_detached": products}));
         audit::record(&tx, meta, change).await?;
         tx.commit().await?;
+        super::count("category", "delete");
         Ok(())
     }
 

@@ -27,3 +27,8 @@ impl CatalogService {
         Self { db, cursors, low_stock_threshold, expose_stock }
     }
 }
+
+/// Counts a committed catalog write.
+pub(crate) fn count(entity: &'static str, operation: &'static str) {
+    metrics::counter!("valuva_catalog_operations_total", "entity" => entity, "operation" => operation).increment(1);
+}

@@ -164,6 +164,7 @@ impl CatalogService {
         let view = self.admin_view(&tx, id).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Create, "product", id).new_values(&view)).await?;
         tx.commit().await?;
+        super::count("product", "create");
         Ok(view)
     }
 
@@ -238,6 +239,7 @@ impl CatalogService {
         let new = self.admin_view(&tx, id).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Update, "product", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
+        super::count("product", "update");
         Ok(new)
     }
 
@@ -254,6 +256,7 @@ impl CatalogService {
         am.update(&tx).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Delete, "product", id).old(&old)).await?;
         tx.commit().await?;
+        super::count("product", "delete");
         Ok(())
     }
 }

@@ -62,6 +62,7 @@ where
                 // Full jitter, growing with the attempt: conflicting transactions spread out.
                 let cap = 2u64 << std::cmp::min(n, 5);
                 tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % cap + 1)).await;
+                metrics::counter!("valuva_checkout_retries_total").increment(1);
                 tracing::debug!(attempt = n, %why, "retrying after a transaction conflict");
             }
             other => return other,
@@ -124,6 +125,7 @@ impl OrderService {
                 c.complete(&tx, 201, &response).await?;
             }
             tx.commit().await?;
+            metrics::counter!("valuva_orders_total", "event" => "created").increment(1);
             Ok(response)
         })
         .await

@@ -140,6 +140,16 @@ impl OrderService {
             }
             _ => {}
         }
+        let label = match event {
+            OrderEvent::Pay => "paid",
+            OrderEvent::Fulfill => "fulfilled",
+            OrderEvent::Ship => "shipped",
+            OrderEvent::Deliver => "delivered",
+            OrderEvent::Cancel => "cancelled",
+            OrderEvent::Expire => "expired",
+            OrderEvent::RefundInFull => "refunded",
+        };
+        metrics::counter!("valuva_orders_total", "event" => label).increment(1);
         let change = Change::new(AuditAction::Order, "order", order.id)
             .old(serde_json::json!({"status": from}))
             .new_values(serde_json::json!({"status": to, "event": event.as_str()}));

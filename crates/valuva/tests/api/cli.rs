@@ -82,7 +82,7 @@ async fn seed_commands_and_ledger_verification() {
     assert_eq!(app.count("products").await, 300);
     assert_eq!(app.count("variants").await, 600);
     let demo = valuva(&app, &["seed"], &[]);
-    assert!(stdout(&demo).contains("0 products created"), "demo seeding skips a non-empty catalog");
+    assert!(stdout(&demo).contains("0 products created"), "demo seeding skips a non-empty catalog: {}", stdout(&demo));
     let ok = valuva(&app, &["inventory", "verify"], &[]);
     assert!(ok.status.success(), "{}", stdout(&ok));
     app.exec("UPDATE variants SET stock = stock + 1 WHERE id IN (SELECT id FROM variants ORDER BY id LIMIT 1)").await;

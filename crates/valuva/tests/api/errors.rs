@@ -23,7 +23,20 @@ async fn json_endpoints(app: &TestApp) -> Vec<(Method, String, Option<String>)> 
     let c: serde_json::Value = app.post("/api/v1/admin/categories", Some(&admin), json!({"name": "Target"})).await.json().await.unwrap();
     let cid = c["id"].as_str().unwrap().to_owned();
     let a = Some(admin.clone());
+    let own: serde_json::Value = app.post("/api/v1/carts", Some(&customer), json!({})).await.json().await.unwrap();
+    let cart = own["id"].as_str().unwrap().to_owned();
+    let c = Some(customer.clone());
+    let some_id = uuid::Uuid::now_v7();
     vec![
+        (Method::POST, "/api/v1/carts".into(), c.clone()),
+        (Method::PATCH, format!("/api/v1/carts/{cart}"), c.clone()),
+        (Method::POST, format!("/api/v1/carts/{cart}/items"), c.clone()),
+        (Method::PATCH, format!("/api/v1/carts/{cart}/items/{some_id}"), c.clone()),
+        (Method::POST, "/api/v1/checkout".into(), c.clone()),
+        (Method::POST, format!("/api/v1/admin/orders/{some_id}/ship"), a.clone()),
+        (Method::POST, format!("/api/v1/admin/orders/{some_id}/refunds"), a.clone()),
+        (Method::POST, "/api/v1/admin/shipping/zones".into(), a.clone()),
+        (Method::PATCH, format!("/api/v1/admin/shipping/zones/{some_id}"), a.clone()),
         (Method::POST, "/api/v1/admin/products".into(), a.clone()),
         (Method::PATCH, format!("/api/v1/admin/products/{pid}"), a.clone()),
         (Method::POST, format!("/api/v1/admin/products/{pid}/variants"), a.clone()),

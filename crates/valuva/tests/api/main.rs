@@ -7,14 +7,18 @@ mod support;
 
 mod audit;
 mod auth;
+mod carts_input;
 mod catalog;
 mod catalog_input;
 mod cli;
 mod errors;
 mod inventory;
 mod me;
+mod ops;
 mod orders;
 mod orders_concurrency;
 mod orders_support;
 mod pagination;
+mod proxy;
 mod roles;
+mod shutdown;

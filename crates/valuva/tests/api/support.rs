@@ -13,6 +13,7 @@ pub struct TestApp {
     pub state: http_api::AppState,
     pub config: Config,
     pub dir: tempfile::TempDir,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pg_cleanup: Option<(String, String)>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -86,6 +87,7 @@ impl TestApp {
         config.validate().expect("test config is valid");
         let app = valuva::Application::build(config.clone()).await.expect("app builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(app.run_until(async move {
@@ -97,6 +99,7 @@ impl TestApp {
             state,
             config,
             dir,
+            metrics_addr,
             pg_cleanup,
             stop: Some(stop),
         }

@@ -1,0 +1,54 @@
+//! Prometheus metrics. The `metrics` facade is process-global by design (like `tracing`), so the
+//! recorder is installed once per process and every app instance in it (tests start many)
+//! shares the handle that renders `/metrics`.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Latency buckets (seconds) from 0.5 ms to 10 s: the API's hot paths live below 10 ms.
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), BUCKETS)
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then ours simply stays idle.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("valuva_http_requests_total", "HTTP requests by method, route template and status class");
+    describe_histogram!(
+        "valuva_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method, route template and status class"
+    );
+    describe_gauge!("valuva_http_requests_in_flight", "HTTP requests being served");
+    describe_counter!("valuva_http_errors_total", "Error responses by problem code");
+    describe_counter!("valuva_db_queries_total", "Database statements by operation and outcome");
+    describe_histogram!("valuva_db_query_duration_seconds", Unit::Seconds, "Database statement latency by operation");
+    describe_gauge!("valuva_db_pool_connections", "Database pool connections by pool and state (idle, in_use, max)");
+    describe_counter!("valuva_orders_total", "Order events: created, paid, cancelled, expired, refunded");
+    describe_counter!("valuva_catalog_operations_total", "Catalog writes by entity and operation");
+    describe_counter!("valuva_checkout_retries_total", "SERIALIZABLE checkout/transition transactions re-run after a conflict");
+    describe_counter!("valuva_housekeeping_runs_total", "Background task runs by task and outcome");
+    describe_gauge!("valuva_process_resident_memory_bytes", Unit::Bytes, "Resident set size of the process");
+}
+
+/// Resident set size from /proc (Linux); `None` elsewhere.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

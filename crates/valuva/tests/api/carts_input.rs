@@ -1,0 +1,250 @@
+//! Carts, checkout and order admin: merge on login, and bad input that changes nothing.
+
+use crate::{
+    orders_support::*,
+    support::{PASSWORD, TestApp, assert_problem},
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn a_guest_cart_merges_into_the_customers_cart_at_login() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let a = variant(&app, &shop, 100, 50).await;
+    let b = variant(&app, &shop, 200, 50).await;
+    app.register("ann@example.com").await;
+    let login = app
+        .post("/api/v1/auth/login", None, json!({"email": "ann@example.com", "password": PASSWORD}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let ann = login["access_token"].as_str().unwrap().to_owned();
+    let own: Value = app.post("/api/v1/carts", Some(&ann), json!({})).await.json().await.unwrap();
+    let own_id = own["id"].as_str().unwrap();
+    app.post(&format!("/api/v1/carts/{own_id}/items"), Some(&ann), json!({"variant_id": a, "quantity": 1})).await;
+
+    let guest = cart(&app, &[(&a, 2), (&b, 1)]).await;
+    let res = app
+        .req(Method::POST, "/api/v1/auth/login", None)
+        .header("x-cart-token", &guest.token)
+        .json(&json!({"email": "ann@example.com", "password": PASSWORD, "cart_id": guest.id}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["cart_id"], own_id);
+    let merged: Value = app.get(&format!("/api/v1/carts/{own_id}"), body["access_token"].as_str()).await.json().await.unwrap();
+    let lines: Vec<(String, i64)> = merged["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["variant_id"].as_str().unwrap().to_owned(), l["quantity"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(lines, [(a.clone(), 3), (b.clone(), 1)]);
+    // The guest cart is closed.
+    assert_problem(
+        guest.req(&app, Method::GET, &format!("/api/v1/carts/{}", guest.id)).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // A wrong token merges nothing and still logs in.
+    let res = app
+        .req(Method::POST, "/api/v1/auth/login", None)
+        .header("x-cart-token", "nope")
+        .json(&json!({"email": "ann@example.com", "password": PASSWORD, "cart_id": guest.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.json::<Value>().await.unwrap()["cart_id"].is_null());
+}
+
+async fn snapshot(app: &TestApp) -> Vec<i64> {
+    let mut v = Vec::new();
+    for t in [
+        "carts",
+        "cart_items",
+        "orders",
+        "order_lines",
+        "payments",
+        "refunds",
+        "inventory_movements",
+        "shipping_zones",
+        "shipping_rates",
+        "outbox_events",
+        "idempotency_keys",
+    ] {
+        v.push(app.count(t).await);
+    }
+    v
+}
+
+#[tokio::test]
+async fn bad_cart_checkout_and_order_input_is_4xx_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 100, 5).await;
+    let usd_product: Value = app
+        .post("/api/v1/admin/products", Some(&shop.staff), json!({"title": "Dollar", "status": "active", "variants": [{"sku": "USD-1", "price": {"amount": 5, "currency": "USD"}, "stock": 5}]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let usd = usd_product["variants"][0]["id"].as_str().unwrap().to_owned();
+    let c = cart(&app, &[(&v, 1)]).await;
+    let empty_cart: Value = app.post("/api/v1/carts", None, json!({})).await.json().await.unwrap();
+    let empty = Cart { id: empty_cart["id"].as_str().unwrap().to_owned(), token: empty_cart["token"].as_str().unwrap().to_owned() };
+    let rate_id = rate(&app, &c).await;
+    let paid = {
+        let p = cart(&app, &[(&v, 1)]).await;
+        let o: Value = checkout(&app, &p).await.json().await.unwrap();
+        o["order"]["id"].as_str().unwrap().to_owned()
+    };
+    let before = snapshot(&app).await;
+    let items = format!("/api/v1/carts/{}/items", c.id);
+    let send = |cart: &Cart, method: Method, path: &str, body: Value| cart.req(&app, method, path).json(&body).send();
+
+    for (body, status, code) in [
+        (json!({"variant_id": v, "quantity": 0}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"variant_id": v, "quantity": 101}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"variant_id": v, "quantity": -1}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"variant_id": v, "quantity": 5}), StatusCode::CONFLICT, "insufficient_stock"),
+        (json!({"variant_id": usd, "quantity": 1}), StatusCode::CONFLICT, "currency_mismatch"),
+        (json!({"variant_id": uuid::Uuid::now_v7(), "quantity": 1}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"variant_id": "nope", "quantity": 1}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+    ] {
+        assert_problem(send(&c, Method::POST, &items, body).await.unwrap(), status, code).await;
+    }
+    let line = {
+        let view: Value = c.req(&app, Method::GET, &format!("/api/v1/carts/{}", c.id)).send().await.unwrap().json().await.unwrap();
+        view["items"][0]["id"].as_str().unwrap().to_owned()
+    };
+    assert_problem(
+        send(&c, Method::PATCH, &format!("{items}/{line}"), json!({"quantity": 0})).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        send(&c, Method::PATCH, &format!("{items}/{}", uuid::Uuid::now_v7()), json!({"quantity": 1})).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let cart_path = format!("/api/v1/carts/{}", c.id);
+    assert_problem(
+        send(&c, Method::PATCH, &cart_path, json!({"email": "bad"})).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let p = send(
+        &c,
+        Method::PATCH,
+        &cart_path,
+        json!({"shipping_address": {"name": "A", "line1": "B", "city": "C", "postal_code": "D", "country": "ZZ"}}),
+    )
+    .await
+    .unwrap();
+    let p = assert_problem(p, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "shipping_address.country");
+    // Without its token (or with another), a cart does not exist.
+    assert_problem(app.get(&cart_path, None).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(
+        app.req(Method::GET, &cart_path, None).header("x-cart-token", &empty.token).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.post("/api/v1/carts", None, json!({"currency": "XXX"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+
+    let checkout = |cart: &Cart, body: Value, key: Option<&str>| {
+        let r = cart.req(&app, Method::POST, "/api/v1/checkout").json(&body);
+        match key {
+            Some(k) => r.header("idempotency-key", k),
+            None => r,
+        }
+        .send()
+    };
+    let ok_body = json!({"cart_id": c.id, "shipping_rate_id": rate_id});
+    assert_problem(checkout(&c, ok_body.clone(), None).await.unwrap(), StatusCode::BAD_REQUEST, "idempotency_key_required").await;
+    assert_problem(
+        checkout(&c, json!({"cart_id": c.id, "shipping_rate_id": uuid::Uuid::now_v7()}), Some("k1")).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        checkout(&c, json!({"cart_id": c.id, "shipping_rate_id": rate_id, "payment_provider": "bitcoin"}), Some("k2")).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        checkout(&empty, json!({"cart_id": empty.id, "shipping_rate_id": rate_id}), Some("k3")).await.unwrap(),
+        StatusCode::CONFLICT,
+        "cart_empty",
+    )
+    .await;
+    assert_problem(
+        checkout(&empty, json!({"cart_id": c.id, "shipping_rate_id": rate_id}), Some("k4")).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_problem(app.get(&format!("/api/v1/carts/{}/shipping-rates", empty.id), None).await, StatusCode::NOT_FOUND, "not_found").await;
+    let no_address = empty.req(&app, Method::GET, &format!("/api/v1/carts/{}/shipping-rates", empty.id)).send().await.unwrap();
+    assert_problem(no_address, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+
+    let admin = |path: String, body: Value| app.req(Method::POST, &path, Some(&shop.staff)).json(&body).send();
+    assert_problem(
+        admin(format!("/api/v1/admin/orders/{paid}/ship"), json!({"carrier": "DHL"})).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        admin(format!("/api/v1/admin/orders/{}/fulfill", uuid::Uuid::now_v7()), json!({})).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        admin(format!("/api/v1/admin/orders/{paid}/refunds"), json!({"amount": "all"})).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    for zone in [
+        json!({"name": "", "countries": ["DE"], "rates": [{"name": "S", "price": {"amount": 1, "currency": "EUR"}}]}),
+        json!({"name": "Z", "countries": ["XX"], "rates": [{"name": "S", "price": {"amount": 1, "currency": "EUR"}}]}),
+        json!({"name": "Z", "countries": ["DE"], "rates": []}),
+        json!({"name": "Z", "countries": ["DE"], "rates": [{"name": "S", "price": {"amount": -1, "currency": "EUR"}}]}),
+        json!({"name": "Z", "countries": ["DE"], "rates": [{"name": "S", "price": {"amount": 1, "currency": "EUR"}, "min_weight_grams": 10, "max_weight_grams": 5}]}),
+    ] {
+        assert_problem(
+            admin("/api/v1/admin/shipping/zones".into(), zone).await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+    }
+    let customer = app.customer_token("nosy@example.com").await;
+    assert_problem(app.get("/api/v1/admin/orders", Some(&customer)).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(
+        app.post(&format!("/api/v1/admin/orders/{paid}/mark-paid"), Some(&customer), json!({})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_problem(app.get("/api/v1/admin/shipping/zones", None).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_eq!(snapshot(&app).await, before, "nothing written");
+}

@@ -1,0 +1,160 @@
+//! Operations: security headers, compression, CORS, timeouts, panics, metrics, probes,
+//! database outages and graceful shutdown.
+
+use crate::support::{TestApp, assert_problem, pg_base};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn security_headers_on_every_response() {
+    let app = TestApp::spawn().await;
+    for path in ["/api/v1/products", "/api/v1/nowhere", "/live"] {
+        let res = app.get(path, None).await;
+        let h = res.headers();
+        assert_eq!(h["strict-transport-security"], "max-age=31536000; includeSubDomains; preload", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["cross-origin-opener-policy"], "same-origin");
+        assert_eq!(h["cross-origin-resource-policy"], "same-origin");
+        assert_eq!(h["x-dns-prefetch-control"], "off");
+        assert_eq!(h["x-permitted-cross-domain-policies"], "none");
+        assert_eq!(h["x-xss-protection"], "0");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'self'")
+                && csp.contains("img-src 'self' data: https:")
+                && csp.contains("style-src 'self' 'unsafe-inline'")
+        );
+        assert!(!h.contains_key("x-powered-by") && !h.contains_key("server"));
+    }
+}
+
+#[tokio::test]
+async fn compression_follows_accept_encoding() {
+    let app = TestApp::spawn_with(|c| c.seed_on_startup = Some(true)).await;
+    for enc in ["gzip", "br", "zstd"] {
+        let res = app.req(Method::GET, "/api/v1/products?limit=50", None).header("accept-encoding", enc).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-encoding"], enc);
+    }
+    let plain = app.get("/api/v1/products?limit=50", None).await;
+    assert!(!plain.headers().contains_key("content-encoding"));
+    assert!(plain.json::<Value>().await.unwrap()["data"].as_array().unwrap().len() > 10);
+}
+
+#[tokio::test]
+async fn cors_allows_listed_origins_only() {
+    let app = TestApp::spawn_with(|c| c.cors_origin = "https://shop.example, https://admin.example".into()).await;
+    let preflight = |origin: &'static str| {
+        app.req(Method::OPTIONS, "/api/v1/carts", None)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-cart-token")
+            .send()
+    };
+    let ok = preflight("https://shop.example").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    assert!(ok.headers()["access-control-allow-headers"].to_str().unwrap().contains("x-cart-token"));
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(!denied.headers().contains_key("access-control-allow-origin"));
+    let simple = app.req(Method::GET, "/api/v1/products", None).header("origin", "https://admin.example").send().await.unwrap();
+    assert_eq!(simple.headers()["access-control-allow-origin"], "https://admin.example");
+    assert!(simple.headers()["access-control-expose-headers"].to_str().unwrap().contains("x-request-id"));
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_with_a_problem() {
+    let app = TestApp::spawn_with(|c| c.request_timeout_ms = 1).await;
+    // Registration hashes a password: well over a millisecond.
+    let res = app.post("/api/v1/auth/register", None, json!({"email": "slow@example.com", "password": "correct horse battery"})).await;
+    assert_problem(res, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_problem_with_the_request_id() {
+    use tower::ServiceExt;
+    let app = TestApp::spawn().await;
+    let router = axum::Router::new().route(
+        "/boom",
+        axum::routing::get(|| async {
+            if true {
+                panic!("kaboom")
+            }
+        }),
+    );
+    let router = http_api::with_layers(router, app.state.clone());
+    let req = axum::http::Request::get("/boom").header("x-request-id", "panic-1").body(axum::body::Body::empty()).unwrap();
+    let res = router.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((body["code"].as_str(), body["request_id"].as_str()), (Some("internal_error"), Some("panic-1")));
+    assert!(!body.to_string().contains("kaboom"), "the cause stays in the log");
+}
+
+#[tokio::test]
+async fn metrics_use_route_templates_and_can_be_protected() {
+    let app = TestApp::spawn_with(|c| {
+        c.seed_on_startup = Some(true);
+        c.metrics_token = Some(platform::Secret::new("scrape-me"));
+    })
+    .await;
+    let page: Value = app.get("/api/v1/products?limit=1", None).await.json().await.unwrap();
+    let slug = page["data"][0]["slug"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(&format!("/api/v1/products/{slug}"), None).await.status(), StatusCode::OK);
+    app.get("/api/v1/products/no-such-thing", None).await;
+    assert_problem(app.get("/metrics", None).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_problem(app.get("/metrics", Some("wrong")).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let res = app.get("/metrics", Some("scrape-me")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert!(text.contains(r#"valuva_http_requests_total{method="GET",route="/api/v1/products/{id_or_slug}",status="2xx"}"#), "{text}");
+    assert!(text.contains("valuva_http_request_duration_seconds_bucket"));
+    assert!(!text.contains(&slug), "raw paths never become labels");
+    assert!(text.contains(r#"valuva_http_errors_total{code="not_found"}"#));
+    assert!(text.contains("valuva_db_queries_total"));
+    assert!(text.contains(r#"valuva_db_pool_connections{pool="primary",state="max"}"#));
+    assert!(text.contains("valuva_catalog_operations_total"));
+    assert!(text.contains("valuva_process_resident_memory_bytes"));
+}
+
+#[tokio::test]
+async fn metrics_can_have_their_own_port() {
+    let app = TestApp::spawn_with(|c| c.metrics_port = Some(0)).await;
+    assert_problem(app.get("/metrics", None).await, StatusCode::NOT_FOUND, "not_found").await;
+    let addr = app.metrics_addr.expect("metrics listener");
+    let res = app.client.get(format!("http://{addr}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("valuva_"));
+}
+
+#[tokio::test]
+async fn ready_follows_the_database_and_recovers_without_a_restart() {
+    let Some(base) = pg_base() else {
+        // The embedded SQLite file cannot become unreachable; the PostgreSQL run covers this.
+        return;
+    };
+    let (direct, name) = crate::support::create_pg_database(&base).await;
+    let proxy = crate::proxy::Proxy::start("127.0.0.1:5432").await;
+    let via_proxy = format!("{}?pool_timeout=2&connect_timeout=2", direct.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port)));
+    let app = TestApp::spawn_with(|c| c.database_url = via_proxy.clone()).await;
+    assert_eq!(app.get("/ready", None).await.status(), StatusCode::OK);
+
+    proxy.down();
+    let res = app.get("/ready", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["database"]["status"], "unhealthy");
+    assert_eq!(app.get("/live", None).await.status(), StatusCode::OK, "liveness checks no dependency");
+    let res = app.get("/api/v1/products", None).await;
+    assert_problem(res, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
+
+    proxy.up();
+    assert_eq!(app.get("/ready", None).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/api/v1/products", None).await.status(), StatusCode::OK);
+    drop(app);
+    crate::support::drop_pg_database(base, name);
+}
