@@ -66,6 +66,12 @@ pub struct Config {
     /// Require `Authorization: Bearer <token>` on `/metrics`.
     #[serde(skip_serializing)]
     pub metrics_token: Option<Secret>,
+    /// Report panics and 5xx errors to Sentry (or any server speaking its envelope protocol).
+    #[serde(skip_serializing)]
+    pub sentry_dsn: Option<Secret>,
+    /// Share of requests traced for performance monitoring (0.0–1.0).
+    pub sentry_traces_sample_rate: f32,
+    pub sentry_environment: String,
 }
 
 impl Default for Config {
@@ -104,6 +110,9 @@ impl Default for Config {
             cors_origin: String::new(),
             metrics_port: None,
             metrics_token: None,
+            sentry_dsn: None,
+            sentry_traces_sample_rate: 0.0,
+            sentry_environment: "production".into(),
         }
     }
 }
@@ -172,6 +181,14 @@ impl Config {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(invalid("CORS_ORIGIN", format!("{origin:?} is not an origin like https://shop.example.com")));
             }
+        }
+        if !(0.0..=1.0).contains(&self.sentry_traces_sample_rate) {
+            return Err(invalid("SENTRY_TRACES_SAMPLE_RATE", "must be between 0.0 and 1.0"));
+        }
+        if let Some(dsn) = &self.sentry_dsn
+            && dsn.expose().parse::<sentry::types::Dsn>().is_err()
+        {
+            return Err(invalid("SENTRY_DSN", "is not a valid DSN (https://key@host/project)"));
         }
         if self.db_pool_max == Some(0) {
             return Err(invalid("DB_POOL_MAX", "must be greater than 0"));

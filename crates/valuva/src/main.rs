@@ -99,7 +99,8 @@ fn main() -> ExitCode {
             platform::config::LogFormat::Json
         }
     });
-    platform::telemetry::init(&config.log_level, format);
+    let sentry = platform::telemetry::init_sentry(&config);
+    platform::telemetry::init(&config.log_level, format, sentry.is_some());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     match rt.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
         Ok(code) => code,

@@ -7,7 +7,7 @@ mod refunds;
 mod transitions;
 
 pub use checkout::{CheckoutRequest, CheckoutResponse, PaymentView};
-pub use refunds::{RefundRequest, RefundView};
+pub use refunds::{RefundRequest, RefundView, RestockLine};
 pub use transitions::{Actor as TransitionActor, ShipInfo};
 
 use crate::{

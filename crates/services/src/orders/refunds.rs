@@ -29,7 +29,25 @@ pub struct RefundRequest {
     pub amount: Option<i64>,
     /// Put every unit of the order back in stock.
     pub restock: Option<bool>,
+    /// Or put back only these units, line by line.
+    pub restock_lines: Option<Vec<RestockLine>>,
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestockLine {
+    /// An `items[].id` of the order.
+    pub line_id: Uuid,
+    pub quantity: i32,
+}
+
+/// Which units a refund returns to stock.
+#[derive(Debug, Clone)]
+pub(super) enum Restock {
+    Nothing,
+    All,
+    Lines(Vec<RestockLine>),
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -55,7 +73,7 @@ impl OrderService {
         meta: &RequestMeta,
         order: &orders::Model,
         amount: i64,
-        restock: bool,
+        restock: Restock,
         reason: Option<&str>,
     ) -> ServiceResult<refunds::Model> {
         let remaining = order.total - order.refunded_total;
@@ -73,18 +91,41 @@ impl OrderService {
         if ok == 0 {
             return Err(ServiceError::conflict("refund_exceeds_captured", "refunds would exceed the captured amount"));
         }
-        if restock {
-            for l in order_lines::Entity::find().filter(order_lines::Column::OrderId.eq(order.id)).all(tx).await? {
-                let back = (l.quantity - l.restocked_quantity) as i64;
-                if back > 0 {
-                    move_stock(tx, meta, order.id, l.variant_id, back, 0, Kind::Restock).await?;
-                    order_lines::Entity::update_many()
-                        .col_expr(order_lines::Column::RestockedQuantity, Expr::value(l.quantity))
-                        .filter(order_lines::Column::Id.eq(l.id))
-                        .exec(tx)
-                        .await?;
+        let lines = order_lines::Entity::find().filter(order_lines::Column::OrderId.eq(order.id)).all(tx).await?;
+        let wanted: Vec<(order_lines::Model, i32)> = match &restock {
+            Restock::Nothing => Vec::new(),
+            Restock::All => lines
+                .into_iter()
+                .map(|l| {
+                    let q = l.quantity - l.restocked_quantity;
+                    (l, q)
+                })
+                .collect(),
+            Restock::Lines(list) => {
+                let mut out = Vec::new();
+                for (i, r) in list.iter().enumerate() {
+                    let line = lines
+                        .iter()
+                        .find(|l| l.id == r.line_id)
+                        .ok_or_else(|| ServiceError::field(format!("restock_lines[{i}].line_id"), "is not a line of this order"))?;
+                    let left = line.quantity - line.restocked_quantity;
+                    if r.quantity < 1 || r.quantity > left {
+                        return Err(ServiceError::field(format!("restock_lines[{i}].quantity"), format!("must be between 1 and {left}")));
+                    }
+                    out.push((line.clone(), r.quantity));
                 }
+                out
             }
+        };
+        let wanted: Vec<_> = wanted.into_iter().filter(|(_, q)| *q > 0).collect();
+        let restocked = !wanted.is_empty();
+        for (l, back) in wanted {
+            move_stock(tx, meta, order.id, l.variant_id, back as i64, 0, Kind::Restock).await?;
+            order_lines::Entity::update_many()
+                .col_expr(order_lines::Column::RestockedQuantity, Expr::col(order_lines::Column::RestockedQuantity).add(back))
+                .filter(order_lines::Column::Id.eq(l.id))
+                .exec(tx)
+                .await?;
         }
         let payment = payments::Entity::find()
             .filter(payments::Column::OrderId.eq(order.id))
@@ -112,7 +153,7 @@ impl OrderService {
             payment_id: Set(payment.id),
             amount: Set(amount),
             currency: Set(order.currency.clone()),
-            restock: Set(restock),
+            restock: Set(restocked),
             status: Set(result.status.into()),
             reason: Set(reason.map(str::to_owned)),
             actor_id: Set(meta.actor.map(|a| a.id)),
@@ -122,7 +163,7 @@ impl OrderService {
         .await?;
         let change = Change::new(AuditAction::Refund, "order", order.id)
             .old(serde_json::json!({"refunded_total": order.refunded_total}))
-            .new_values(serde_json::json!({"refunded_total": order.refunded_total + amount, "amount": amount, "restock": restock, "reason": reason}));
+            .new_values(serde_json::json!({"refunded_total": order.refunded_total + amount, "amount": amount, "restocked": restocked, "reason": reason}));
         audit::record(tx, meta, change).await?;
         outbox::emit(tx, "order.refunded", order.id, serde_json::json!({"amount": amount, "currency": order.currency})).await?;
         Ok(row)
@@ -151,7 +192,13 @@ impl OrderService {
                     return Err(invalid(status.apply(OrderEvent::RefundInFull).expect_err("not refundable")));
                 }
                 let amount = req.amount.unwrap_or(order.total - order.refunded_total);
-                let refund = self.refund_inside(&tx, meta, &order, amount, req.restock.unwrap_or(false), req.reason.as_deref()).await?;
+                let restock = match (req.restock.unwrap_or(false), &req.restock_lines) {
+                    (true, Some(_)) => return Err(ServiceError::field("restock_lines", "give either restock or restock_lines")),
+                    (true, None) => Restock::All,
+                    (false, Some(lines)) => Restock::Lines(lines.clone()),
+                    (false, None) => Restock::Nothing,
+                };
+                let refund = self.refund_inside(&tx, meta, &order, amount, restock, req.reason.as_deref()).await?;
                 let mut order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
                 if order.refunded_total == order.total {
                     order = self.apply_event(&tx, meta, order, OrderEvent::RefundInFull, None).await?;

@@ -136,7 +136,8 @@ impl OrderService {
             }
             (OrderStatus::Paid | OrderStatus::Processing, OrderEvent::Cancel) => {
                 // Cancelling a paid order refunds what is left and restocks every unit.
-                self.refund_inside(tx, meta, &order, order.total - order.refunded_total, true, Some("order cancelled")).await?;
+                let all = super::refunds::Restock::All;
+                self.refund_inside(tx, meta, &order, order.total - order.refunded_total, all, Some("order cancelled")).await?;
             }
             _ => {}
         }

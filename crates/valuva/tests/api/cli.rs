@@ -21,7 +21,9 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
-#[tokio::test]
+// Multi-threaded: the in-process server must keep running while this thread waits on the
+// child process (it may hold SQLite's write lock the child needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_passes_then_fails_after_a_direct_sql_edit() {
     let app = TestApp::spawn().await;
     app.register("a@example.com").await;
@@ -36,7 +38,9 @@ async fn audit_verify_passes_then_fails_after_a_direct_sql_edit() {
     assert!(stdout(&bad).contains("BROKEN at row 1"), "{}", stdout(&bad));
 }
 
-#[tokio::test]
+// Multi-threaded: the in-process server must keep running while this thread waits on the
+// child process (it may hold SQLite's write lock the child needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_create_bootstraps_an_admin_who_can_log_in() {
     let app = TestApp::spawn().await;
     let out = valuva(&app, &["admin", "create", "--email", "root@example.com", "--password", "admin password 1"], &[]);
@@ -49,7 +53,9 @@ async fn admin_create_bootstraps_an_admin_who_can_log_in() {
     assert!(stdout(&bad).contains("email"));
 }
 
-#[tokio::test]
+// Multi-threaded: the in-process server must keep running while this thread waits on the
+// child process (it may hold SQLite's write lock the child needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_exits_non_zero_naming_the_variable() {
     let app = TestApp::spawn().await;
     for (var, value) in [("PORT", "eighty"), ("DATABASE_URL", "mysql://x"), ("JWT_SECRET", "short"), ("DB_POOL_MAX", "0")] {
@@ -73,7 +79,9 @@ async fn openapi_migrate_and_healthcheck_commands() {
     assert!(!valuva(&app, &["healthcheck", "--url", "http://127.0.0.1:1/live"], &[]).status.success());
 }
 
-#[tokio::test]
+// Multi-threaded: the in-process server must keep running while this thread waits on the
+// child process (it may hold SQLite's write lock the child needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_commands_and_ledger_verification() {
     let app = TestApp::spawn().await;
     let out = valuva(&app, &["seed", "--products", "300", "--batch", "128"], &[]);
@@ -91,7 +99,9 @@ async fn seed_commands_and_ledger_verification() {
     assert!(stdout(&bad).contains("MISMATCH SYN-"), "{}", stdout(&bad));
 }
 
-#[tokio::test]
+// Multi-threaded: the in-process server must keep running while this thread waits on the
+// child process (it may hold SQLite's write lock the child needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_embedded_database_gets_the_demo_catalog() {
     let app = TestApp::spawn_with(|c| c.seed_on_startup = Some(true)).await;
     let page: serde_json::Value = app.get("/api/v1/products?limit=100", None).await.json().await.unwrap();

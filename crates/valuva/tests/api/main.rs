@@ -21,4 +21,5 @@ mod orders_support;
 mod pagination;
 mod proxy;
 mod roles;
+mod sentry;
 mod shutdown;

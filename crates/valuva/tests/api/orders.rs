@@ -203,6 +203,24 @@ async fn refunds_are_bounded_by_the_captured_amount() {
         )
         .await;
     }
+    // Restock one unit of one line with a partial refund.
+    let line = body["order"]["items"][0]["id"].as_str().unwrap().to_owned();
+    let by_line = |qty: i64, key: &'static str| {
+        app.req(Method::POST, &format!("/api/v1/admin/orders/{id}/refunds"), Some(&shop.staff))
+            .header("idempotency-key", key)
+            .json(&json!({"amount": 500, "restock_lines": [{"line_id": line, "quantity": qty}]}))
+            .send()
+    };
+    assert_problem(by_line(3, "l0").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(by_line(1, "l1").await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(stock(&app, &shop, &v).await, (4, 0));
+    let both = app
+        .req(Method::POST, &format!("/api/v1/admin/orders/{id}/refunds"), Some(&shop.staff))
+        .json(&json!({"restock": true, "restock_lines": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(both, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     // The rest, with restock: the order is refunded and the units are back.
     let r: Value = refund(None, true, "r2").await.unwrap().json().await.unwrap();
     assert_eq!((r["refunded_total"]["amount"].as_i64(), r["order_status"].as_str()), (Some(total), Some("refunded")));
@@ -210,7 +228,7 @@ async fn refunds_are_bounded_by_the_captured_amount() {
     assert_problem(refund(Some(1), false, "r3").await.unwrap(), StatusCode::CONFLICT, "invalid_transition").await;
     let logs: Value =
         app.get(&format!("/api/v1/admin/audit-logs?action=REFUND&entity_id={id}"), Some(&shop.staff)).await.json().await.unwrap();
-    assert_eq!(logs["data"].as_array().unwrap().len(), 2);
+    assert_eq!(logs["data"].as_array().unwrap().len(), 3);
     assert_ledger_ok(&app).await;
 }
 

@@ -1,12 +1,8 @@
 //! Graceful shutdown of the real binary: requests in flight when SIGTERM arrives complete.
 
-use crate::support::TestApp;
+use crate::support::{Binary, TestApp};
 use reqwest::StatusCode;
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 fn in_flight(metrics: &str) -> f64 {
     metrics.lines().find_map(|l| l.strip_prefix("valuva_http_requests_in_flight ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
@@ -15,31 +11,8 @@ fn in_flight(metrics: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_at_sigterm_all_complete() {
     let app = TestApp::spawn().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_valuva"))
-        .current_dir(app.dir.path())
-        .env("DATABASE_URL", &app.config.database_url)
-        .env("JWT_SECRET", app.config.jwt_secret.as_ref().unwrap().expose())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "info")
-        .env("SEED_ON_STARTUP", "false")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The server logs its address once it listens.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
-            (v["message"] == "serving").then(|| v["addr"].as_str().unwrap().to_owned())
-        })
-        .expect("server started");
-    std::thread::spawn(move || lines.for_each(drop));
-    let base = format!("http://{addr}");
+    let mut server = Binary::start(&app, &[]);
+    let base = server.base.clone();
     let client = reqwest::Client::new();
 
     const N: usize = 16;
@@ -62,13 +35,65 @@ async fn requests_in_flight_at_sigterm_all_complete() {
         assert!(Instant::now() < deadline, "requests never were all in flight");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    let waiting = tokio::task::spawn_blocking(move || server.terminate());
     for r in requests {
         assert_eq!(r.await.unwrap().expect("request completed"), StatusCode::CREATED);
     }
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = waiting.await.unwrap();
     assert!(status.success(), "exit code {status:?}");
     // Stopped: new connections are refused.
     assert!(client.get(format!("{base}/live")).send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_logs() {
+    let app = TestApp::spawn().await;
+    let server = Binary::start(&app, &[("LOG_LEVEL", "trace")]);
+    let client = reqwest::Client::new();
+    let password = "my very secret password";
+    let reg: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/register", server.base))
+        .json(&serde_json::json!({"email": "logs@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let login: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .header("cookie", "session=cookie-secret-value")
+        .json(&serde_json::json!({"email": "logs@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap();
+    client.get(format!("{}/api/v1/me", server.base)).bearer_auth(access).send().await.unwrap();
+    client
+        .post(format!("{}/api/v1/auth/refresh", server.base))
+        .json(&serde_json::json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(format!("{}/api/v1/auth/password/forgot", server.base))
+        .json(&serde_json::json!({"email": "logs@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    let logs = server.logs.lock().unwrap().join("\n");
+    assert!(logs.contains("\"message\":\"request\""), "requests were logged");
+    for secret in [
+        password,
+        access,
+        reg["refresh_token"].as_str().unwrap(),
+        login["refresh_token"].as_str().unwrap(),
+        "cookie-secret-value",
+        app.config.jwt_secret.as_ref().unwrap().expose(),
+    ] {
+        assert!(!logs.contains(secret), "a secret leaked into the logs");
+    }
 }

@@ -205,3 +205,61 @@ pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Va
     assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
     body
 }
+
+/// The real `valuva` binary serving the test's database on a free loopback port, with its JSON
+/// log lines captured.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub base: String,
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Binary {
+    pub fn start(app: &TestApp, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_valuva"));
+        cmd.current_dir(app.dir.path())
+            .env("DATABASE_URL", &app.config.database_url)
+            .env("JWT_SECRET", app.config.jwt_secret.as_ref().unwrap().expose())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "info")
+            .env("SEED_ON_STARTUP", "false")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("valuva starts");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (out, sink) = (child.stdout.take().unwrap(), logs.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "serving"
+                {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // The server logs its address once it listens.
+        let addr = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("server started");
+        Self { child, base: format!("http://{addr}"), logs }
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let ok = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
