@@ -9,7 +9,7 @@ use axum::{
 use domain::Role;
 use serde::de::DeserializeOwned;
 use services::{Actor, FieldError, RequestMeta};
-use std::{marker::PhantomData, net::SocketAddr};
+use std::marker::PhantomData;
 
 /// JSON body: requires a JSON content type, rejects unknown fields (422 naming the field),
 /// syntax errors (400) and bodies over the limit (413).
@@ -193,7 +193,7 @@ fn meta_of(parts: &Parts) -> RequestMeta {
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     RequestMeta {
         actor: None,
-        ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        ip: parts.extensions.get::<ConnectInfo<crate::net::ClientAddr>>().map(|c| c.0.0.ip().to_string()),
         user_agent: header(header::USER_AGENT),
         request_id: parts.extensions.get::<crate::middleware::RequestId>().map(|r| r.0.clone()),
     }

@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod middleware;
+pub mod net;
 pub mod problem;
 pub mod routes;
 mod security;

@@ -35,6 +35,7 @@ fn describe() {
         "HTTP request latency by method, route template and status class"
     );
     describe_gauge!("valuva_http_requests_in_flight", "HTTP requests being served");
+    describe_gauge!("valuva_http_connections_active", "Open client connections");
     describe_counter!("valuva_http_errors_total", "Error responses by problem code");
     describe_counter!("valuva_db_queries_total", "Database statements by operation and outcome");
     describe_histogram!("valuva_db_query_duration_seconds", Unit::Seconds, "Database statement latency by operation");

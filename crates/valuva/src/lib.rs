@@ -124,7 +124,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
         let grace = Duration::from_secs(state.config.shutdown_timeout_seconds);
-        let app = http_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = http_api::router(state.clone()).into_make_service_with_connect_info::<http_api::net::ClientAddr>();
         // `stop` tells background work and the metrics listener that shutdown began.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let marker = state.clone();
@@ -142,7 +142,7 @@ impl Application {
             });
             tokio::spawn(async move { metrics.await });
         }
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let server = axum::serve(http_api::net::CountingListener(self.listener), app).with_graceful_shutdown(signal);
         let serving = tokio::spawn(async move { server.await });
         let mut stopping = stop_rx;
         let _ = stopping.changed().await;

@@ -5,7 +5,6 @@ use crate::{
     state::AppState,
 };
 use axum::extract::State;
-use chrono::{DateTime, Utc};
 use domain::{AuditAction, Role};
 use serde::Deserialize;
 use services::{
@@ -78,10 +77,6 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-fn time(raw: &str) -> Result<DateTime<Utc>, domain::ParseError> {
-    DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(|_| domain::ParseError::new("must be an RFC 3339 time"))
-}
-
 /// The audit trail, newest first (staff).
 #[utoipa::path(get, path = "/api/v1/admin/audit-logs", tag = "admin", security(("bearer" = [])), params(AuditQuery),
     responses((status = 200, body = List<AuditView>), (status = 400, description = "bad cursor"), (status = 422)))]
@@ -94,8 +89,7 @@ pub async fn audit_logs(
     let actor =
         q.actor.as_deref().and_then(|a| errs.check("actor", Uuid::parse_str(a).map_err(|_| domain::ParseError::new("must be a user id"))));
     let action = q.action.as_deref().and_then(|a| errs.check("action", AuditAction::parse(a)));
-    let from = q.from.as_deref().and_then(|t| errs.check("from", time(t)));
-    let to = q.to.as_deref().and_then(|t| errs.check("to", time(t)));
+    let (from, to) = super::time_range(&mut errs, q.from.as_deref(), q.to.as_deref());
     errs.finish()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
     let filter = AuditFilter { actor, action, entity_type: q.entity_type, entity_id: q.entity_id, from, to };

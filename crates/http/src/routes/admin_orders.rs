@@ -7,7 +7,6 @@ use crate::{
     state::AppState,
 };
 use axum::{extract::State, http::StatusCode, response::Response};
-use chrono::{DateTime, Utc};
 use domain::OrderEvent;
 use serde::Deserialize;
 use services::{
@@ -32,10 +31,6 @@ pub struct AdminOrdersQuery {
     pub cursor: Option<String>,
 }
 
-fn time(raw: &str) -> Result<DateTime<Utc>, domain::ParseError> {
-    DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(|_| domain::ParseError::new("must be an RFC 3339 time"))
-}
-
 /// Every order, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin-orders", security(("bearer" = [])), params(AdminOrdersQuery),
     responses((status = 200, body = List<OrderView>), (status = 422)))]
@@ -45,8 +40,7 @@ pub async fn list(
     Query(q): Query<AdminOrdersQuery>,
 ) -> Result<axum::Json<List<OrderView>>, ApiError> {
     let mut errs = Errors::default();
-    let from = q.from.as_deref().and_then(|t| errs.check("from", time(t)));
-    let to = q.to.as_deref().and_then(|t| errs.check("to", time(t)));
+    let (from, to) = super::time_range(&mut errs, q.from.as_deref(), q.to.as_deref());
     errs.finish()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
     Ok(axum::Json(state.orders.list(None, OrderFilter { status: q.status, from, to }, page).await?.into()))

@@ -7,8 +7,9 @@ pub mod catalog;
 pub mod me;
 pub mod ops;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use services::pagination::Page;
+use services::{error::Errors, pagination::Page};
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -37,4 +38,12 @@ impl<T> List<T> {
     pub fn all(data: Vec<T>) -> Self {
         Self { data, pagination: Pagination { next_cursor: None, has_more: false } }
     }
+}
+
+/// The `from` (inclusive) and `to` (exclusive) RFC 3339 query parameters of time-filtered lists.
+pub fn time_range(errs: &mut Errors, from: Option<&str>, to: Option<&str>) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let parse = |raw: &str| {
+        DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(|_| domain::ParseError::new("must be an RFC 3339 time"))
+    };
+    (from.and_then(|t| errs.check("from", parse(t))), to.and_then(|t| errs.check("to", parse(t))))
 }

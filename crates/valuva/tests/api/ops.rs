@@ -119,6 +119,7 @@ async fn metrics_use_route_templates_and_can_be_protected() {
     assert!(text.contains(r#"valuva_db_pool_connections{pool="primary",state="max"}"#));
     assert!(text.contains("valuva_catalog_operations_total"));
     assert!(text.contains("valuva_process_resident_memory_bytes"));
+    assert!(text.contains("valuva_http_connections_active"));
 }
 
 #[tokio::test]

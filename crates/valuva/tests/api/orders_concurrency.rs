@@ -3,6 +3,23 @@
 use crate::{orders_support::*, support::TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::sync::Arc;
+
+/// Checks out every prepared cart at once, each with a fresh key; returns the statuses.
+async fn checkout_all(app: &Arc<TestApp>, carts: Vec<(Cart, String)>) -> Vec<StatusCode> {
+    let tasks: Vec<_> = carts
+        .into_iter()
+        .map(|(c, r)| {
+            let app = app.clone();
+            tokio::spawn(async move { checkout_with(&app, &c, &r, &uuid::Uuid::now_v7().to_string()).await.status() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_checkouts_for_ten_units_sell_exactly_ten() {
@@ -15,17 +32,10 @@ async fn two_hundred_checkouts_for_ten_units_sell_exactly_ten() {
         let r = rate(&app, &c).await;
         carts.push((c, r));
     }
-    let app = std::sync::Arc::new(app);
-    let tasks: Vec<_> = carts
-        .into_iter()
-        .map(|(c, r)| {
-            let app = app.clone();
-            tokio::spawn(async move { checkout_with(&app, &c, &r, &uuid::Uuid::now_v7().to_string()).await.status() })
-        })
-        .collect();
+    let app = Arc::new(app);
     let (mut created, mut conflicts) = (0, 0);
-    for t in tasks {
-        match t.await.unwrap() {
+    for status in checkout_all(&app, carts).await {
+        match status {
             StatusCode::CREATED => created += 1,
             StatusCode::CONFLICT => conflicts += 1,
             other => panic!("unexpected status {other}"),
@@ -50,16 +60,9 @@ async fn crossing_multi_line_checkouts_never_deadlock_into_errors() {
         let r = rate(&app, &c).await;
         carts.push((c, r));
     }
-    let app = std::sync::Arc::new(app);
-    let tasks: Vec<_> = carts
-        .into_iter()
-        .map(|(c, r)| {
-            let app = app.clone();
-            tokio::spawn(async move { checkout_with(&app, &c, &r, &uuid::Uuid::now_v7().to_string()).await.status() })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::CREATED);
+    let app = Arc::new(app);
+    for status in checkout_all(&app, carts).await {
+        assert_eq!(status, StatusCode::CREATED);
     }
     assert_eq!(stock(&app, &shop, &a).await, (1000 - 120, 120));
     assert_eq!(stock(&app, &shop, &b).await, (1000 - 180, 180));
@@ -73,8 +76,8 @@ async fn one_key_sent_twenty_times_at_once_creates_one_order() {
     let v = variant(&app, &shop, 100, 50).await;
     let c = cart(&app, &[(&v, 1)]).await;
     let r = rate(&app, &c).await;
-    let app = std::sync::Arc::new(app);
-    let c = std::sync::Arc::new(c);
+    let app = Arc::new(app);
+    let c = Arc::new(c);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (app, c, r) = (app.clone(), c.clone(), r.clone());
