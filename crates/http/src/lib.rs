@@ -14,7 +14,7 @@ pub use state::AppState;
 use axum::http::{HeaderName, HeaderValue};
 use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware::from_fn, response::IntoResponse};
 use problem::ApiError;
-use routes::{admin, admin_catalog as ac, admin_orders as ao, auth, carts, catalog, me, ops};
+use routes::{admin, admin_catalog as ac, admin_orders as ao, auth, carts, catalog, me, ops, webhooks};
 use std::time::Duration;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -37,7 +37,7 @@ pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
 #[openapi(
     info(title = "Valuva", description = "Headless e-commerce API. Errors are application/problem+json (RFC 9457)."),
     modifiers(&BearerAuth),
-    tags((name = "catalog"), (name = "auth"), (name = "me"), (name = "admin"), (name = "admin-catalog"), (name = "cart"), (name = "orders"), (name = "admin-orders"), (name = "ops"))
+    tags((name = "catalog"), (name = "auth"), (name = "me"), (name = "admin"), (name = "admin-catalog"), (name = "cart"), (name = "orders"), (name = "admin-orders"), (name = "webhooks"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -104,6 +104,7 @@ fn api(with_metrics: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(ao::refund))
         .routes(routes!(ao::zones, ao::create_zone))
         .routes(routes!(ao::zone, ao::patch_zone, ao::delete_zone))
+        .routes(routes!(webhooks::stripe))
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and printed by `valuva openapi`.

@@ -35,13 +35,30 @@ impl AppState {
         let inventory = InventoryService::new(db.clone(), cursors.clone());
         let carts = CartService::new(db.clone(), config.cart_ttl_days, config.low_stock_threshold);
         let shipping = ShippingService::new(db.clone());
+        // Providers: `manual` always; Stripe when its key is configured. Every provider shares the
+        // payments breaker.
+        let payments_resilience = std::sync::Arc::new(config.resilience("payments"));
+        let mut providers: Vec<std::sync::Arc<dyn services::payments::PaymentProvider>> =
+            vec![std::sync::Arc::new(services::payments::Manual)];
+        if let Some(key) = &config.stripe_secret_key {
+            providers.push(std::sync::Arc::new(services::payments::stripe::Stripe::new(
+                &config.stripe_api_base,
+                key.clone(),
+                payments_resilience.clone(),
+            )));
+        }
+        let webhooks = services::orders::WebhookSecrets {
+            stripe: config.stripe_webhook_secret.clone(),
+            shopify: config.shopify_webhook_secret.clone(),
+        };
         let orders = OrderService::new(
             db.clone(),
             carts.clone(),
             shipping.clone(),
-            Providers::default(),
+            Providers::new(providers),
             cursors.clone(),
             config.reservation_ttl_minutes,
+            webhooks,
         );
         Self {
             config,

@@ -72,6 +72,28 @@ pub struct Config {
     /// Share of requests traced for performance monitoring (0.0–1.0).
     pub sentry_traces_sample_rate: f32,
     pub sentry_environment: String,
+    #[serde(skip_serializing)]
+    pub stripe_secret_key: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub stripe_webhook_secret: Option<Secret>,
+    /// Stripe's API; tests point it at a local fake.
+    pub stripe_api_base: String,
+    #[serde(skip_serializing)]
+    pub shopify_webhook_secret: Option<Secret>,
+    pub breaker_payments_failures: u32,
+    pub breaker_payments_open_seconds: u64,
+    pub breaker_email_failures: u32,
+    pub breaker_email_open_seconds: u64,
+    pub breaker_storage_failures: u32,
+    pub breaker_storage_open_seconds: u64,
+    pub breaker_shipping_failures: u32,
+    pub breaker_shipping_open_seconds: u64,
+    /// Calls allowed through a half-open breaker before it decides.
+    pub breaker_half_open_probes: u32,
+    pub retry_max_attempts: u32,
+    pub retry_base_delay_ms: u64,
+    /// Timeout of one outbound call attempt.
+    pub outbound_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -113,6 +135,22 @@ impl Default for Config {
             sentry_dsn: None,
             sentry_traces_sample_rate: 0.0,
             sentry_environment: "production".into(),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_base: "https://api.stripe.com".into(),
+            shopify_webhook_secret: None,
+            breaker_payments_failures: 5,
+            breaker_payments_open_seconds: 30,
+            breaker_email_failures: 3,
+            breaker_email_open_seconds: 30,
+            breaker_storage_failures: 5,
+            breaker_storage_open_seconds: 30,
+            breaker_shipping_failures: 3,
+            breaker_shipping_open_seconds: 30,
+            breaker_half_open_probes: 1,
+            retry_max_attempts: 3,
+            retry_base_delay_ms: 200,
+            outbound_timeout_ms: 10_000,
         }
     }
 }
@@ -257,6 +295,25 @@ impl Config {
             statement_timeout: Duration::from_millis(self.db_statement_timeout),
             slow_query: Duration::from_millis(self.db_slow_query_ms),
         })
+    }
+
+    /// The resilience layer (retry policy and breaker) for one outbound service:
+    /// `payments`, `email`, `storage` or `shipping`.
+    pub fn resilience(&self, service: &'static str) -> crate::resilience::Resilience {
+        let (failures, open) = match service {
+            "payments" => (self.breaker_payments_failures, self.breaker_payments_open_seconds),
+            "email" => (self.breaker_email_failures, self.breaker_email_open_seconds),
+            "storage" => (self.breaker_storage_failures, self.breaker_storage_open_seconds),
+            _ => (self.breaker_shipping_failures, self.breaker_shipping_open_seconds),
+        };
+        crate::resilience::Resilience {
+            policy: crate::resilience::RetryPolicy {
+                max_attempts: self.retry_max_attempts.max(1),
+                base_delay: Duration::from_millis(self.retry_base_delay_ms),
+                timeout: Duration::from_millis(self.outbound_timeout_ms.max(1)),
+            },
+            breaker: crate::resilience::Breaker::new(service, failures, Duration::from_secs(open), self.breaker_half_open_probes),
+        }
     }
 
     pub fn cors_origins(&self) -> Vec<String> {

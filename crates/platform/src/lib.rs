@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod resilience;
 pub mod secret;
 pub mod telemetry;
 

@@ -29,14 +29,18 @@ impl Claim {
     /// Stores the response; call inside the transaction that makes the change.
     pub async fn complete<C: ConnectionTrait, T: Serialize>(&self, conn: &C, status: u16, response: &T) -> ServiceResult<()> {
         let body = serde_json::to_string(response).map_err(ServiceError::internal)?;
-        keys::Entity::update_many()
+        let done = keys::Entity::update_many()
             .col_expr(keys::Column::State, Expr::value("completed"))
             .col_expr(keys::Column::ResponseStatus, Expr::value(status as i32))
             .col_expr(keys::Column::ResponseBody, Expr::value(body))
             .filter(keys::Column::Scope.eq(&self.scope))
             .filter(keys::Column::Key.eq(&self.key))
             .exec(conn)
-            .await?;
+            .await?
+            .rows_affected;
+        if done == 0 {
+            return Err(ServiceError::internal("idempotency claim vanished before completion"));
+        }
         Ok(())
     }
 }
@@ -106,8 +110,14 @@ where
     match op(Some(claim)).await {
         Ok(v) => Ok(Outcome::Fresh(v)),
         Err(e) => {
-            // Nothing committed: free the key so the client may retry.
-            let _ = keys::Entity::delete_by_id((scope, key)).exec(db.primary()).await;
+            // Free the key only if nothing committed: a key whose response was stored (the
+            // change committed, a later step failed) keeps replaying that response.
+            let _ = keys::Entity::delete_many()
+                .filter(keys::Column::Scope.eq(&scope))
+                .filter(keys::Column::Key.eq(&key))
+                .filter(keys::Column::State.eq("in_progress"))
+                .exec(db.primary())
+                .await;
             Err(e)
         }
     }

@@ -7,7 +7,7 @@ use crate::{
     error::Errors,
 };
 use chrono::Utc;
-use domain::{AuditAction, CountryCode, Currency, Money};
+use domain::{AuditAction, CountryCode, Money};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use store::{
@@ -105,8 +105,7 @@ fn parse_rates(errs: &mut Errors, raw: &[RateInput]) -> Vec<(RateInput, Money)> 
         if r.name.trim().is_empty() || r.name.chars().count() > 200 {
             errs.push(&format!("{f}.name"), "must be 1-200 characters");
         }
-        let currency = errs.check(&format!("{f}.price.currency"), Currency::parse(&r.price.currency));
-        let price = currency.and_then(|c| errs.check(&format!("{f}.price.amount"), Money::price(r.price.amount, c)));
+        let price = crate::catalog::parse_money(errs, &format!("{f}.price"), &r.price);
         if r.min_weight_grams.is_some_and(|w| w < 0) || r.max_weight_grams.is_some_and(|w| w <= 0) {
             errs.push(&format!("{f}.max_weight_grams"), "weights must be positive");
         }

@@ -6,6 +6,7 @@ pub mod carts;
 pub mod catalog;
 pub mod me;
 pub mod ops;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

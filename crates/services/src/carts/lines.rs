@@ -43,7 +43,14 @@ pub(super) async fn add_quantity<C: ConnectionTrait>(conn: &C, cart: Uuid, varia
                 quantity: Set(quantity.min(MAX_LINE_QUANTITY)),
                 created_at: Set(Utc::now()),
             };
-            cart_items::Entity::insert(row).exec_without_returning(conn).await?;
+            cart_items::Entity::insert(row).exec_without_returning(conn).await.map_err(|e| {
+                // The same variant added twice at the same moment: the first one won.
+                if store::is_unique_violation(&e) {
+                    ServiceError::conflict("concurrent_update", "the cart changed meanwhile; reload it")
+                } else {
+                    e.into()
+                }
+            })?;
         }
     }
     Ok(())
@@ -84,10 +91,7 @@ impl CartService {
             return Err(ServiceError::field("quantity", format!("a line holds at most {MAX_LINE_QUANTITY} units")));
         }
         if wanted as i64 > variant.stock {
-            return Err(ServiceError::conflict(
-                "insufficient_stock",
-                format!("only {} units of {} are available", variant.stock.max(0), variant.sku),
-            ));
+            return Err(ServiceError::conflict("insufficient_stock", format!("not enough stock of {} for {wanted} units", variant.sku)));
         }
         add_quantity(&tx, id, variant_id, quantity).await?;
         let cart = touch(&tx, cart).await?;
@@ -107,7 +111,7 @@ impl CartService {
             .ok_or(ServiceError::not_found("cart item"))?;
         let stock = variants::Entity::find_by_id(line.variant_id).one(&tx).await?.map_or(0, |v| v.stock);
         if quantity as i64 > stock {
-            return Err(ServiceError::conflict("insufficient_stock", format!("only {} units are available", stock.max(0))));
+            return Err(ServiceError::conflict("insufficient_stock", format!("not enough stock for {quantity} units")));
         }
         cart_items::Entity::update_many()
             .col_expr(cart_items::Column::Quantity, Expr::value(quantity))

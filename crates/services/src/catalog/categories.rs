@@ -6,7 +6,9 @@ use crate::{
 };
 use chrono::Utc;
 use domain::{AuditAction, Slug};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set, sea_query::Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
+};
 use std::collections::{HashMap, HashSet};
 use store::entities::{categories, product_categories as pc};
 use uuid::Uuid;
@@ -92,10 +94,13 @@ impl CatalogService {
             return Ok(None);
         };
         let mut ids = vec![root.id];
+        let mut seen: HashSet<Uuid> = HashSet::from([root.id]);
         let mut i = 0;
         while i < ids.len() {
             let parent = ids[i];
-            ids.extend(all.iter().filter(|c| c.parent_id == Some(parent)).map(|c| c.id));
+            // `seen` makes a cycle (which moves prevent, but data can be edited by hand) harmless.
+            let children: Vec<Uuid> = all.iter().filter(|c| c.parent_id == Some(parent) && seen.insert(c.id)).map(|c| c.id).collect();
+            ids.extend(children);
             i += 1;
         }
         Ok(Some(ids))
@@ -147,7 +152,9 @@ impl CatalogService {
         let slug = patch.slug.as_deref().and_then(|s| errs.check("slug", Slug::parse(s)));
         errs.finish()?;
         let tx = self.db.begin().await?;
-        let all = self.all_categories(&tx).await?;
+        // Locking every category row serialises concurrent moves, so two opposite moves cannot
+        // both pass the cycle check (the tree is small; writes to it are rare).
+        let all = categories::Entity::find().lock_exclusive().all(&tx).await?;
         let current = all.iter().find(|c| c.id == id).cloned().ok_or(ServiceError::not_found("category"))?;
         if let Some(Some(new_parent)) = patch.parent_id {
             if !all.iter().any(|c| c.id == new_parent) {

@@ -10,6 +10,7 @@ mod variants;
 pub use categories::DeleteCategory;
 pub use listing::{ListingQuery, Sort};
 pub use model::*;
+pub(crate) use variants::parse_money;
 
 use crate::pagination::CursorCodec;
 use store::Db;

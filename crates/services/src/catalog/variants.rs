@@ -35,8 +35,15 @@ pub(super) fn option_key(options: &BTreeMap<String, String>) -> String {
     options.iter().map(|(k, v)| format!("{k}={}", v.to_lowercase())).collect::<Vec<_>>().join("|")
 }
 
-pub(super) fn parse_money(errs: &mut Errors, field: &str, m: &super::MoneyView) -> Option<Money> {
+/// Largest price accepted (minor units): a cart of 100 lines of 100 units stays far inside i64.
+pub(crate) const MAX_PRICE: i64 = 1_000_000_000_000;
+
+pub(crate) fn parse_money(errs: &mut Errors, field: &str, m: &super::MoneyView) -> Option<Money> {
     let currency = errs.check(&format!("{field}.currency"), Currency::parse(&m.currency))?;
+    if m.amount > MAX_PRICE {
+        errs.push(&format!("{field}.amount"), format!("must be at most {MAX_PRICE}"));
+        return None;
+    }
     errs.check(&format!("{field}.amount"), Money::price(m.amount, currency))
 }
 

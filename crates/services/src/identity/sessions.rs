@@ -227,6 +227,13 @@ impl IdentityService {
             .filter(users::Column::Id.eq(found.user_id))
             .exec(&tx)
             .await?;
+        // The account's other reset tokens die with this one.
+        resets::Entity::update_many()
+            .col_expr(resets::Column::UsedAt, Expr::value(now))
+            .filter(resets::Column::UserId.eq(found.user_id))
+            .filter(resets::Column::UsedAt.is_null())
+            .exec(&tx)
+            .await?;
         // A new password ends every existing session.
         rt::Entity::update_many()
             .col_expr(rt::Column::RevokedAt, Expr::value(now))

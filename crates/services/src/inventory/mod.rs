@@ -131,7 +131,7 @@ impl InventoryService {
         key: Option<String>,
     ) -> ServiceResult<Outcome<Adjustment>> {
         let mut errs = crate::error::Errors::default();
-        if delta == 0 || delta.abs() > 1_000_000_000 {
+        if delta == 0 || !(-1_000_000_000..=1_000_000_000).contains(&delta) {
             errs.push("delta", "must be a non-zero whole number within ±1000000000");
         }
         let reason = reason.trim();
@@ -156,7 +156,7 @@ impl InventoryService {
             if changed == 0 {
                 return Err(ServiceError::conflict(
                     "insufficient_stock",
-                    format!("only {} units in stock; cannot remove {}", row.stock, -delta),
+                    format!("only {} units in stock; cannot remove {}", row.stock, delta.unsigned_abs()),
                 ));
             }
             let movement =

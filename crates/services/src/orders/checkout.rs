@@ -11,12 +11,12 @@ use crate::{
 use chrono::Utc;
 use domain::{AuditAction, Currency, Money, OrderStatus};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use store::entities::{carts, order_lines, orders, payments, users, variants};
+use store::entities::{carts, order_lines, orders, payments, products, users, variants};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -88,44 +88,52 @@ impl OrderService {
         let provider_name = req.payment_provider.clone().unwrap_or_else(|| "manual".into());
         let provider =
             self.providers.get(&provider_name).ok_or_else(|| ServiceError::field("payment_provider", "unknown or not configured"))?;
-        let scope = format!("checkout:{}", req.cart_id);
+        // Keys are the caller's own: a key replayed by someone else is a different request.
+        let caller =
+            access.user.map(|u| u.to_string()).or_else(|| access.token.as_deref().map(crate::identity::hash_token)).unwrap_or_default();
+        let scope = format!("checkout:{}:{caller}", req.cart_id);
         let request = serde_json::to_value(&req).map_err(ServiceError::internal)?;
         idempotency::run(&self.db, scope, Some(key.clone()), &request, |claim| async move {
-            let order_id = with_retry(|| async {
+            // The order, its reservation and the stored response (payment still pending) commit
+            // together: from here on a replay returns this order, whatever happens next.
+            let response = with_retry(|| async {
                 let tx = self.db.begin_serializable().await?;
                 let id = self.place_order(&tx, meta, access, &req, &provider_name).await?;
+                let order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
+                let response = CheckoutResponse {
+                    order: self.view(&tx, order).await?,
+                    payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
+                };
+                if let Some(c) = &claim {
+                    c.complete(&tx, 201, &response).await?;
+                }
                 tx.commit().await?;
-                Ok(id)
+                Ok(response)
             })
             .await?;
-            // The provider is called after the order commits (never inside a transaction).
+            metrics::counter!("valuva_orders_total", "event" => "created").increment(1);
+            // The provider is called with no transaction open. If it is down the answer is a
+            // 503, the stored response keeps the order (payment pending), and the unpaid order
+            // expires like any other.
+            let currency = Currency::parse(&response.order.currency).map_err(|e| ServiceError::internal(e.0))?;
+            let amount = Money::price(response.order.total.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
+            let order_id = response.order.id;
+            let started = provider.start(order_id, amount, &key).await.map_err(crate::payments::unavailable)?;
+            let response = CheckoutResponse {
+                payment: PaymentView { status: started.status.into(), client_secret: started.client_secret.clone(), ..response.payment },
+                ..response
+            };
             let tx = self.db.begin().await?;
-            let order = orders::Entity::find_by_id(order_id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
-            let currency = Currency::parse(&order.currency).map_err(|e| ServiceError::internal(e.0))?;
-            let amount = Money::price(order.total, currency).map_err(|e| ServiceError::internal(e.0))?;
-            let started = provider
-                .start(order_id, amount, &key)
-                .await
-                .map_err(|e| ServiceError::Unavailable { code: "payment_unavailable", detail: e.to_string() })?;
             payments::Entity::update_many()
                 .col_expr(payments::Column::Reference, Expr::value(started.reference.clone()))
                 .col_expr(payments::Column::Status, Expr::value(started.status))
                 .filter(payments::Column::OrderId.eq(order_id))
                 .exec(&tx)
                 .await?;
-            let response = CheckoutResponse {
-                order: self.view(&tx, order).await?,
-                payment: PaymentView {
-                    provider: provider.name().into(),
-                    status: started.status.into(),
-                    client_secret: started.client_secret,
-                },
-            };
             if let Some(c) = &claim {
                 c.complete(&tx, 201, &response).await?;
             }
             tx.commit().await?;
-            metrics::counter!("valuva_orders_total", "event" => "created").increment(1);
             Ok(response)
         })
         .await
@@ -144,7 +152,32 @@ impl OrderService {
         if lines.is_empty() {
             return Err(ServiceError::conflict("cart_empty", "the cart has no items"));
         }
-        let email = match (&cart.email, cart.user_id) {
+        // A signed-in customer checking out a guest cart owns the order.
+        let owner = cart.user_id.or(access.user);
+        // Lines whose product was archived, unpublished or deleted since they were added are
+        // not for sale any more.
+        let product_ids: Vec<Uuid> = lines.iter().map(|(_, v, _)| v.product_id).collect();
+        let live: std::collections::HashSet<Uuid> = products::Entity::find()
+            .select_only()
+            .column(products::Column::Id)
+            .filter(products::Column::Id.is_in(product_ids))
+            .filter(products::Column::Status.eq("active"))
+            .filter(products::Column::DeletedAt.is_null())
+            .into_tuple::<Uuid>()
+            .all(tx)
+            .await?
+            .into_iter()
+            .collect();
+        let gone: Vec<FieldError> = lines
+            .iter()
+            .filter(|(_, v, _)| !live.contains(&v.product_id))
+            .map(|(_, v, _)| FieldError::new(format!("items.{}", v.id), format!("{} is no longer for sale", v.sku)))
+            .collect();
+        if !gone.is_empty() {
+            let detail = gone.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ");
+            return Err(ServiceError::Conflict { code: "item_unavailable", detail: format!("{detail}: remove these lines") });
+        }
+        let email = match (&cart.email, owner) {
             (Some(e), _) => e.clone(),
             (None, Some(u)) => users::Entity::find_by_id(u).one(tx).await?.map(|u| u.email).ok_or(ServiceError::not_found("user"))?,
             (None, None) => return Err(ServiceError::field("email", "the cart needs an email address (PATCH /carts/{id})")),
@@ -206,7 +239,7 @@ impl OrderService {
         orders::ActiveModel {
             id: Set(order_id),
             number: Set(number),
-            user_id: Set(cart.user_id),
+            user_id: Set(owner),
             cart_id: Set(cart.id),
             email: Set(email),
             status: Set(OrderStatus::PendingPayment.as_str().into()),

@@ -5,10 +5,19 @@
 mod checkout;
 mod refunds;
 mod transitions;
+mod webhooks;
 
 pub use checkout::{CheckoutRequest, CheckoutResponse, PaymentView};
 pub use refunds::{RefundRequest, RefundView, RestockLine};
 pub use transitions::{Actor as TransitionActor, ShipInfo};
+pub use webhooks::WebhookAck;
+
+/// Secrets that sign provider callbacks; a provider without one has no webhook endpoint.
+#[derive(Clone, Default)]
+pub struct WebhookSecrets {
+    pub stripe: Option<platform::Secret>,
+    pub shopify: Option<platform::Secret>,
+}
 
 use crate::{
     ServiceError, ServiceResult,
@@ -91,6 +100,7 @@ pub struct OrderService {
     providers: Providers,
     cursors: CursorCodec,
     reservation_ttl: TimeDelta,
+    webhooks: WebhookSecrets,
 }
 
 fn money(amount: i64, currency: &str) -> MoneyView {
@@ -105,8 +115,9 @@ impl OrderService {
         providers: Providers,
         cursors: CursorCodec,
         reservation_ttl_minutes: u64,
+        webhooks: WebhookSecrets,
     ) -> Self {
-        Self { db, carts, shipping, providers, cursors, reservation_ttl: TimeDelta::minutes(reservation_ttl_minutes as i64) }
+        Self { db, carts, shipping, providers, cursors, reservation_ttl: TimeDelta::minutes(reservation_ttl_minutes as i64), webhooks }
     }
 
     pub(crate) async fn view<C: ConnectionTrait>(&self, conn: &C, o: orders::Model) -> ServiceResult<OrderView> {

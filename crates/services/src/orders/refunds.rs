@@ -77,8 +77,14 @@ impl OrderService {
         reason: Option<&str>,
     ) -> ServiceResult<refunds::Model> {
         let remaining = order.total - order.refunded_total;
-        if amount < 1 || amount > remaining {
-            return Err(ServiceError::field("amount", format!("must be between 1 and {remaining}, the captured amount not yet refunded")));
+        if amount < 1 {
+            return Err(ServiceError::field("amount", "must be at least 1"));
+        }
+        if amount > remaining {
+            return Err(ServiceError::conflict(
+                "refund_exceeds_captured",
+                format!("only {remaining} of the captured amount is left to refund"),
+            ));
         }
         let ok = orders::Entity::update_many()
             .col_expr(orders::Column::RefundedTotal, Expr::col(orders::Column::RefundedTotal).add(amount))
@@ -91,42 +97,7 @@ impl OrderService {
         if ok == 0 {
             return Err(ServiceError::conflict("refund_exceeds_captured", "refunds would exceed the captured amount"));
         }
-        let lines = order_lines::Entity::find().filter(order_lines::Column::OrderId.eq(order.id)).all(tx).await?;
-        let wanted: Vec<(order_lines::Model, i32)> = match &restock {
-            Restock::Nothing => Vec::new(),
-            Restock::All => lines
-                .into_iter()
-                .map(|l| {
-                    let q = l.quantity - l.restocked_quantity;
-                    (l, q)
-                })
-                .collect(),
-            Restock::Lines(list) => {
-                let mut out = Vec::new();
-                for (i, r) in list.iter().enumerate() {
-                    let line = lines
-                        .iter()
-                        .find(|l| l.id == r.line_id)
-                        .ok_or_else(|| ServiceError::field(format!("restock_lines[{i}].line_id"), "is not a line of this order"))?;
-                    let left = line.quantity - line.restocked_quantity;
-                    if r.quantity < 1 || r.quantity > left {
-                        return Err(ServiceError::field(format!("restock_lines[{i}].quantity"), format!("must be between 1 and {left}")));
-                    }
-                    out.push((line.clone(), r.quantity));
-                }
-                out
-            }
-        };
-        let wanted: Vec<_> = wanted.into_iter().filter(|(_, q)| *q > 0).collect();
-        let restocked = !wanted.is_empty();
-        for (l, back) in wanted {
-            move_stock(tx, meta, order.id, l.variant_id, back as i64, 0, Kind::Restock).await?;
-            order_lines::Entity::update_many()
-                .col_expr(order_lines::Column::RestockedQuantity, Expr::col(order_lines::Column::RestockedQuantity).add(back))
-                .filter(order_lines::Column::Id.eq(l.id))
-                .exec(tx)
-                .await?;
-        }
+        let restocked = restock_units(tx, meta, order, restock).await?;
         let payment = payments::Entity::find()
             .filter(payments::Column::OrderId.eq(order.id))
             .one(tx)
@@ -138,9 +109,9 @@ impl OrderService {
         let money = Money::price(amount, currency).map_err(|e| ServiceError::internal(e.0))?;
         let refund_id = domain::new_id();
         let result = provider
-            .refund(payment.reference.as_deref(), money, &refund_id.to_string())
+            .refund(payment.reference.as_deref(), money, &format!("{}-{}-{amount}", order.id, order.refunded_total))
             .await
-            .map_err(|e| ServiceError::Unavailable { code: "payment_unavailable", detail: e.to_string() })?;
+            .map_err(crate::payments::unavailable)?;
         payments::Entity::update_many()
             .col_expr(payments::Column::RefundedAmount, Expr::col(payments::Column::RefundedAmount).add(amount))
             .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -183,7 +154,8 @@ impl OrderService {
         }
         let key = key.as_deref().map(idempotency::parse_key).transpose()?;
         let request = serde_json::to_value(&req).map_err(ServiceError::internal)?;
-        idempotency::run(&self.db, format!("refund:{id}"), key, &request, |claim| async move {
+        let caller = meta.actor.map(|a| a.id.to_string()).unwrap_or_default();
+        idempotency::run(&self.db, format!("refund:{id}:{caller}"), key, &request, |claim| async move {
             with_retry(|| async {
                 let tx = self.db.begin_serializable().await?;
                 let order = self.authorized(&tx, id, &OrderAccess { staff: true, ..Default::default() }).await?;
@@ -224,4 +196,65 @@ impl OrderService {
         })
         .await
     }
+}
+
+/// Returns units of the order to stock (never more than were sold), with ledger rows.
+/// Returns whether anything was restocked.
+pub(super) async fn restock_units(
+    tx: &DatabaseTransaction,
+    meta: &RequestMeta,
+    order: &orders::Model,
+    restock: Restock,
+) -> ServiceResult<bool> {
+    let lines = order_lines::Entity::find().filter(order_lines::Column::OrderId.eq(order.id)).all(tx).await?;
+    let wanted: Vec<(order_lines::Model, i32)> = match &restock {
+        Restock::Nothing => Vec::new(),
+        Restock::All => lines
+            .into_iter()
+            .map(|l| {
+                let q = l.quantity - l.restocked_quantity;
+                (l, q)
+            })
+            .collect(),
+        Restock::Lines(list) => {
+            // Quantities for one line add up (a line may be named twice).
+            let mut per_line: Vec<(order_lines::Model, i32)> = Vec::new();
+            for (i, r) in list.iter().enumerate() {
+                let line = lines
+                    .iter()
+                    .find(|l| l.id == r.line_id)
+                    .ok_or_else(|| ServiceError::field(format!("restock_lines[{i}].line_id"), "is not a line of this order"))?;
+                if r.quantity < 1 {
+                    return Err(ServiceError::field(format!("restock_lines[{i}].quantity"), "must be at least 1"));
+                }
+                match per_line.iter_mut().find(|(l, _)| l.id == line.id) {
+                    Some((_, q)) => *q = q.saturating_add(r.quantity),
+                    None => per_line.push((line.clone(), r.quantity)),
+                }
+            }
+            for (l, q) in &per_line {
+                let left = l.quantity - l.restocked_quantity;
+                if *q > left {
+                    return Err(ServiceError::field("restock_lines", format!("line {} has only {left} units left to restock", l.id)));
+                }
+            }
+            per_line
+        }
+    };
+    let wanted: Vec<_> = wanted.into_iter().filter(|(_, q)| *q > 0).collect();
+    let restocked = !wanted.is_empty();
+    for (l, back) in wanted {
+        move_stock(tx, meta, order.id, l.variant_id, back as i64, 0, Kind::Restock).await?;
+        let ok = order_lines::Entity::update_many()
+            .col_expr(order_lines::Column::RestockedQuantity, Expr::col(order_lines::Column::RestockedQuantity).add(back))
+            .filter(order_lines::Column::Id.eq(l.id))
+            .filter(Expr::col(order_lines::Column::RestockedQuantity).add(back).lte(Expr::col(order_lines::Column::Quantity)))
+            .exec(tx)
+            .await?
+            .rows_affected;
+        if ok == 0 {
+            return Err(ServiceError::conflict("concurrent_update", "the order's lines changed meanwhile; retry"));
+        }
+    }
+    Ok(restocked)
 }

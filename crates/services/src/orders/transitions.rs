@@ -136,8 +136,13 @@ impl OrderService {
             }
             (OrderStatus::Paid | OrderStatus::Processing, OrderEvent::Cancel) => {
                 // Cancelling a paid order refunds what is left and restocks every unit.
-                let all = super::refunds::Restock::All;
-                self.refund_inside(tx, meta, &order, order.total - order.refunded_total, all, Some("order cancelled")).await?;
+                let remaining = order.total - order.refunded_total;
+                if remaining > 0 {
+                    self.refund_inside(tx, meta, &order, remaining, super::refunds::Restock::All, Some("order cancelled")).await?;
+                } else {
+                    // Nothing to pay back (a free order, or already refunded): only restock.
+                    super::refunds::restock_units(tx, meta, &order, super::refunds::Restock::All).await?;
+                }
             }
             _ => {}
         }
@@ -186,7 +191,9 @@ impl OrderService {
             Actor::Customer(u) => OrderAccess { user: Some(u), ..Default::default() },
             Actor::Staff | Actor::System => OrderAccess { staff: true, ..Default::default() },
         };
-        let scope = format!("order:{id}:{}", event.as_str());
+        // Keys are the caller's own: a key replayed by someone else is a different request.
+        let caller = meta.actor.map(|a| a.id.to_string()).unwrap_or_default();
+        let scope = format!("order:{id}:{}:{caller}", event.as_str());
         let request = serde_json::to_value(&ship).map_err(ServiceError::internal)?;
         idempotency::run(&self.db, scope, key, &request, |claim| async move {
             with_retry(|| async {

@@ -22,3 +22,4 @@ pub mod shipping_rates;
 pub mod shipping_zones;
 pub mod users;
 pub mod variants;
+pub mod webhook_events;

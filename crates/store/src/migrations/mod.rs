@@ -6,13 +6,19 @@ use sea_orm_migration::prelude::*;
 mod m0001_identity_audit;
 mod m0002_catalog;
 mod m0003_orders;
+mod m0004_webhooks;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_identity_audit::Migration), Box::new(m0002_catalog::Migration), Box::new(m0003_orders::Migration)]
+        vec![
+            Box::new(m0001_identity_audit::Migration),
+            Box::new(m0002_catalog::Migration),
+            Box::new(m0003_orders::Migration),
+            Box::new(m0004_webhooks::Migration),
+        ]
     }
 }
 

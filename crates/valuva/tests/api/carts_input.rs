@@ -248,3 +248,77 @@ async fn bad_cart_checkout_and_order_input_is_4xx_and_writes_nothing() {
     assert_problem(app.get("/api/v1/admin/shipping/zones", None).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     assert_eq!(snapshot(&app).await, before, "nothing written");
 }
+
+#[tokio::test]
+async fn review_regressions_stay_fixed() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 1000, 10).await;
+
+    // A product archived after it was put in a cart is not sold.
+    let c = cart(&app, &[(&v, 1)]).await;
+    let p: Value = app.get("/api/v1/admin/products?limit=1", Some(&shop.staff)).await.json().await.unwrap();
+    let pid = p["data"][0]["id"].as_str().unwrap();
+    app.patch(&format!("/api/v1/admin/products/{pid}"), Some(&shop.staff), json!({"status": "archived"})).await;
+    let res = checkout(&app, &c).await;
+    let problem = assert_problem(res, StatusCode::CONFLICT, "item_unavailable").await;
+    assert!(problem["detail"].as_str().unwrap().contains("no longer for sale"));
+    app.patch(&format!("/api/v1/admin/products/{pid}"), Some(&shop.staff), json!({"status": "active"})).await;
+
+    // A signed-in customer checking out a guest cart owns the order.
+    let ann = app.customer_token("owner@example.com").await;
+    let g = cart(&app, &[(&v, 1)]).await;
+    let r = rate(&app, &g).await;
+    let res = g
+        .req(&app, Method::POST, "/api/v1/checkout")
+        .bearer_auth(&ann)
+        .header("idempotency-key", "own-1")
+        .json(&json!({"cart_id": g.id, "shipping_rate_id": r}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let order: Value = res.json().await.unwrap();
+    let id = order["order"]["id"].as_str().unwrap().to_owned();
+    let mine: Value = app.get("/api/v1/orders", Some(&ann)).await.json().await.unwrap();
+    assert_eq!(mine["data"][0]["id"], id.as_str());
+
+    // A key used by staff does not replay staff's answer to someone else.
+    let staff_cancel = app
+        .req(Method::POST, &format!("/api/v1/admin/orders/{id}/cancel"), Some(&shop.staff))
+        .header("idempotency-key", "shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(staff_cancel.status(), StatusCode::OK);
+    let bob = app.customer_token("bob@example.com").await;
+    let other =
+        app.req(Method::POST, &format!("/api/v1/orders/{id}/cancel"), Some(&bob)).header("idempotency-key", "shared").send().await.unwrap();
+    assert_problem(other, StatusCode::NOT_FOUND, "not_found").await;
+
+    // Refund restock quantities for one line add up and cannot exceed what was sold.
+    let c2 = cart(&app, &[(&v, 2)]).await;
+    let o2: Value = checkout(&app, &c2).await.json().await.unwrap();
+    let (id2, line) = (o2["order"]["id"].as_str().unwrap().to_owned(), o2["order"]["items"][0]["id"].as_str().unwrap().to_owned());
+    app.req(Method::POST, &format!("/api/v1/admin/orders/{id2}/mark-paid"), Some(&shop.staff)).send().await.unwrap();
+    let twice = json!({"amount": 100, "restock_lines": [{"line_id": line, "quantity": 2}, {"line_id": line, "quantity": 2}]});
+    let res = app.req(Method::POST, &format!("/api/v1/admin/orders/{id2}/refunds"), Some(&shop.staff)).json(&twice).send().await.unwrap();
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+
+    // Absurd numbers are 4xx, not overflows.
+    let huge = json!({"title": "Huge", "variants": [{"sku": "HUGE-1", "price": {"amount": i64::MAX, "currency": "EUR"}}]});
+    assert_problem(
+        app.post("/api/v1/admin/products", Some(&shop.staff), huge).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let min = app
+        .req(Method::POST, &format!("/api/v1/admin/variants/{v}/inventory"), Some(&shop.staff))
+        .json(&json!({"delta": i64::MIN, "reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(min, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_ledger_ok(&app).await;
+}

@@ -23,3 +23,4 @@ mod proxy;
 mod roles;
 mod sentry;
 mod shutdown;
+mod stripe;

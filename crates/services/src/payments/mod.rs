@@ -4,6 +4,9 @@
 //! order (forwarding the idempotency key) and may return a client secret; `refund` goes through
 //! the provider's refund API; their webhooks arrive as [`PaymentEvent`]s.
 
+pub mod signatures;
+pub mod stripe;
+
 use domain::Money;
 use std::{collections::HashMap, sync::Arc};
 use uuid::Uuid;
@@ -37,6 +40,11 @@ pub enum ProviderError {
     Unavailable(String),
     #[error("payment provider refused: {0}")]
     Rejected(String),
+}
+
+/// A provider failure as the API reports it: 503 `dependency_unavailable`.
+pub fn unavailable(e: ProviderError) -> crate::ServiceError {
+    crate::ServiceError::Unavailable { code: "dependency_unavailable", detail: format!("payments: {e}") }
 }
 
 #[async_trait::async_trait]

@@ -1,0 +1,251 @@
+//! Stripe payments end to end against a local fake Stripe: the real JSON and form shapes,
+//! webhooks signed like Stripe signs them.
+
+use crate::{
+    orders_support::*,
+    support::{TestApp, assert_problem},
+};
+use axum::{Form, Router, extract::State, http::HeaderMap, routing::post};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+const WEBHOOK_SECRET: &str = "whsec_test_secret";
+
+#[derive(Default)]
+pub struct FakeStripe {
+    pub intents: Mutex<Vec<HashMap<String, String>>>,
+    pub refunds: Mutex<Vec<HashMap<String, String>>>,
+    /// Idempotency key → intent id: Stripe answers a repeated key with the first result.
+    keys: Mutex<HashMap<String, String>>,
+    pub calls: AtomicU32,
+    pub fail_next: AtomicU32,
+}
+
+async fn intents(
+    State(f): State<Arc<FakeStripe>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> (StatusCode, axum::Json<Value>) {
+    f.calls.fetch_add(1, Ordering::SeqCst);
+    if f.fail_next.load(Ordering::SeqCst) > 0 {
+        f.fail_next.fetch_sub(1, Ordering::SeqCst);
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": {"type": "api_error"}})));
+    }
+    assert!(headers["authorization"].to_str().unwrap().starts_with("Bearer sk_test"));
+    let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+    let mut keys = f.keys.lock().unwrap();
+    let id = keys.entry(key).or_insert_with(|| format!("pi_{}", uuid::Uuid::now_v7().simple())).clone();
+    f.intents.lock().unwrap().push(form.clone());
+    (
+        StatusCode::OK,
+        axum::Json(
+            json!({"id": id, "object": "payment_intent", "client_secret": format!("{id}_secret_abc"), "status": "requires_payment_method", "amount": form["amount"].parse::<i64>().unwrap(), "currency": form["currency"]}),
+        ),
+    )
+}
+
+async fn refunds(State(f): State<Arc<FakeStripe>>, Form(form): Form<HashMap<String, String>>) -> axum::Json<Value> {
+    f.calls.fetch_add(1, Ordering::SeqCst);
+    f.refunds.lock().unwrap().push(form.clone());
+    axum::Json(
+        json!({"id": format!("re_{}", uuid::Uuid::now_v7().simple()), "object": "refund", "status": "succeeded", "amount": form["amount"].parse::<i64>().unwrap()}),
+    )
+}
+
+pub async fn fake_stripe() -> (String, Arc<FakeStripe>) {
+    let fake = Arc::new(FakeStripe::default());
+    let app = Router::new().route("/v1/payment_intents", post(intents)).route("/v1/refunds", post(refunds)).with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), fake)
+}
+
+async fn stripe_app(fake_url: &str, tweak: impl FnOnce(&mut platform::Config)) -> TestApp {
+    let url = fake_url.to_owned();
+    TestApp::spawn_with(move |c| {
+        c.stripe_secret_key = Some(platform::Secret::new("sk_test_123"));
+        c.stripe_webhook_secret = Some(platform::Secret::new(WEBHOOK_SECRET));
+        c.stripe_api_base = url;
+        c.retry_base_delay_ms = 1;
+        tweak(c);
+    })
+    .await
+}
+
+fn signature(secret: &str, t: i64, body: &str) -> String {
+    let mac = services::payments::signatures::hmac_sha256(secret.as_bytes(), &[t.to_string().as_bytes(), b".", body.as_bytes()]);
+    format!("t={t},v1={}", hex_encode(&mac))
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn deliver(app: &TestApp, body: &str, sig: &str) -> reqwest::Response {
+    app.req(Method::POST, "/api/v1/webhooks/stripe", None)
+        .header("stripe-signature", sig)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn succeeded(event: &str, intent: &str, amount: i64, currency: &str) -> String {
+    json!({"id": event, "object": "event", "type": "payment_intent.succeeded",
+           "data": {"object": {"id": intent, "object": "payment_intent", "amount": amount, "amount_received": amount, "currency": currency}}})
+    .to_string()
+}
+
+async fn stripe_checkout(app: &TestApp, c: &Cart) -> Value {
+    let r = rate(app, c).await;
+    let res = c
+        .req(app, Method::POST, "/api/v1/checkout")
+        .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+        .json(&json!({"cart_id": c.id, "shipping_rate_id": r, "payment_provider": "stripe"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_intent_signed_webhook_paid_then_refunds() {
+    let (url, fake) = fake_stripe().await;
+    let app = stripe_app(&url, |_| {}).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 2500, 5).await;
+    let c = cart(&app, &[(&v, 2)]).await;
+    let body = stripe_checkout(&app, &c).await;
+    let (order, payment) = (&body["order"], &body["payment"]);
+    let total = order["total"]["amount"].as_i64().unwrap();
+    assert_eq!((payment["provider"].as_str(), payment["status"].as_str()), (Some("stripe"), Some("pending")));
+    assert!(payment["client_secret"].as_str().unwrap().contains("_secret_"));
+    let sent = fake.intents.lock().unwrap()[0].clone();
+    assert_eq!((sent["amount"].parse::<i64>().unwrap(), sent["currency"].as_str()), (total, "eur"));
+    assert_eq!(sent["metadata[order_id]"], order["id"].as_str().unwrap());
+    let intent = payment["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let id = order["id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let status = || async {
+        app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json::<Value>().await.unwrap()["status"].clone()
+    };
+
+    // Forged, stale and missing signatures change nothing.
+    let event = succeeded("evt_1", &intent, total, "eur");
+    let before = (app.count("webhook_events").await, app.count("audit_logs").await);
+    assert_problem(deliver(&app, &event, &signature("whsec_wrong", now, &event)).await, StatusCode::BAD_REQUEST, "invalid_signature").await;
+    assert_problem(deliver(&app, &event, &signature(WEBHOOK_SECRET, now - 600, &event)).await, StatusCode::BAD_REQUEST, "stale_webhook")
+        .await;
+    assert_problem(deliver(&app, &event, "t=1,v1=zz").await, StatusCode::BAD_REQUEST, "invalid_signature").await;
+    let tampered = event.replace(&total.to_string(), "1");
+    assert_problem(deliver(&app, &tampered, &signature(WEBHOOK_SECRET, now, &event)).await, StatusCode::BAD_REQUEST, "invalid_signature")
+        .await;
+    assert_eq!((app.count("webhook_events").await, app.count("audit_logs").await), before);
+    assert_eq!(status().await, "pending_payment");
+
+    // A wrong amount never pays the order.
+    let short = succeeded("evt_short", &intent, total - 1, "eur");
+    let res: Value = deliver(&app, &short, &signature(WEBHOOK_SECRET, now, &short)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "amount_mismatch");
+    assert_eq!(status().await, "pending_payment");
+
+    // The real event pays it, once.
+    let res: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "applied");
+    assert_eq!(status().await, "paid");
+    let audit_after = app.count("audit_logs").await;
+    let replay: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(replay["outcome"], "duplicate");
+    assert_eq!(app.count("audit_logs").await, audit_after);
+    assert_eq!(stock(&app, &shop, &v).await, (3, 0), "sold units left the reservation");
+    let payments: Value =
+        app.get(&format!("/api/v1/admin/audit-logs?action=PAYMENT&entity_id={id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!(payments["data"].as_array().unwrap().len(), 1);
+
+    // Refunds go through Stripe's Refund API and never exceed the captured total.
+    let refund = |amount: Option<i64>| {
+        let b = amount.map_or(json!({}), |a| json!({"amount": a}));
+        app.req(Method::POST, &format!("/api/v1/admin/orders/{id}/refunds"), Some(&shop.staff)).json(&b).send()
+    };
+    assert_eq!(refund(Some(1000)).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(fake.refunds.lock().unwrap()[0]["payment_intent"], intent);
+    assert_eq!(fake.refunds.lock().unwrap()[0]["amount"], "1000");
+    assert_problem(refund(Some(total)).await.unwrap(), StatusCode::CONFLICT, "refund_exceeds_captured").await;
+    let rest: Value = refund(None).await.unwrap().json().await.unwrap();
+    assert_eq!((rest["amount"]["amount"].as_i64(), rest["order_status"].as_str()), (Some(total - 1000), Some("refunded")));
+    assert_problem(refund(Some(1)).await.unwrap(), StatusCode::CONFLICT, "invalid_transition").await;
+    assert_eq!(fake.refunds.lock().unwrap().len(), 2);
+
+    // Unknown event types are acknowledged and ignored; failures are recorded.
+    let other = json!({"id": "evt_x", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}).to_string();
+    let res: Value = deliver(&app, &other, &signature(WEBHOOK_SECRET, now, &other)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "ignored");
+    assert_ledger_ok(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_on_two_deliveries_at_once_applies_once() {
+    let (url, _fake) = fake_stripe().await;
+    let app = stripe_app(&url, |_| {}).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 1000, 5).await;
+    let c = cart(&app, &[(&v, 1)]).await;
+    let body = stripe_checkout(&app, &c).await;
+    let total = body["order"]["total"]["amount"].as_i64().unwrap();
+    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let event = succeeded("evt_twice", &intent, total, "eur");
+    let sig = signature(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &event);
+    let (a, b) = tokio::join!(deliver(&app, &event, &sig), deliver(&app, &event, &sig));
+    let mut outcomes = vec![a.json::<Value>().await.unwrap()["outcome"].clone(), b.json::<Value>().await.unwrap()["outcome"].clone()];
+    outcomes.sort_by_key(|o| o.to_string());
+    assert_eq!(outcomes, [json!("applied"), json!("duplicate")]);
+    assert_eq!(stock(&app, &shop, &v).await, (4, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payments_breaker_opens_fails_fast_and_recovers() {
+    let (url, fake) = fake_stripe().await;
+    let app = stripe_app(&url, |c| {
+        c.retry_max_attempts = 1;
+        c.breaker_payments_failures = 5;
+        c.breaker_payments_open_seconds = 1;
+    })
+    .await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 1000, 50).await;
+    fake.fail_next.store(5, Ordering::SeqCst);
+    let attempt = || async {
+        let c = cart(&app, &[(&v, 1)]).await;
+        let r = rate(&app, &c).await;
+        c.req(&app, Method::POST, "/api/v1/checkout")
+            .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+            .json(&json!({"cart_id": c.id, "shipping_rate_id": r, "payment_provider": "stripe"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    for _ in 0..5 {
+        assert_problem(attempt().await, StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable").await;
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 5);
+    // Open: the next call fails at once without reaching Stripe.
+    assert_problem(attempt().await, StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable").await;
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 5);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains(r#"valuva_circuit_breaker_state{service="payments"} 2"#), "open is exported");
+    // After the open period one probe goes through, succeeds and closes the breaker.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(attempt().await.status(), StatusCode::CREATED);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 6);
+    assert_eq!(attempt().await.status(), StatusCode::CREATED);
+}
