@@ -105,6 +105,7 @@ fn api(with_metrics: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(ao::zones, ao::create_zone))
         .routes(routes!(ao::zone, ao::patch_zone, ao::delete_zone))
         .routes(routes!(webhooks::stripe))
+        .routes(routes!(webhooks::shopify))
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and printed by `valuva openapi`.

@@ -42,6 +42,14 @@ pub struct RestockLine {
     pub quantity: i32,
 }
 
+/// Where a refund starts: the shop asks the provider to pay back, or the provider reports a
+/// refund made on its side (a webhook) that only needs recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RefundSource {
+    Shop,
+    Provider,
+}
+
 /// Which units a refund returns to stock.
 #[derive(Debug, Clone)]
 pub(super) enum Restock {
@@ -75,6 +83,7 @@ impl OrderService {
         amount: i64,
         restock: Restock,
         reason: Option<&str>,
+        source: RefundSource,
     ) -> ServiceResult<refunds::Model> {
         let remaining = order.total - order.refunded_total;
         if amount < 1 {
@@ -103,15 +112,18 @@ impl OrderService {
             .one(tx)
             .await?
             .ok_or(ServiceError::not_found("payment"))?;
-        let provider =
-            self.providers.get(&payment.provider).ok_or_else(|| ServiceError::internal("payment provider no longer configured"))?;
-        let currency = Currency::parse(&order.currency).map_err(|e| ServiceError::internal(e.0))?;
-        let money = Money::price(amount, currency).map_err(|e| ServiceError::internal(e.0))?;
         let refund_id = domain::new_id();
-        let result = provider
-            .refund(payment.reference.as_deref(), money, &format!("{}-{}-{amount}", order.id, order.refunded_total))
-            .await
-            .map_err(crate::payments::unavailable)?;
+        let status: &'static str = match source {
+            RefundSource::Shop => {
+                let provider =
+                    self.providers.get(&payment.provider).ok_or_else(|| ServiceError::internal("payment provider no longer configured"))?;
+                let currency = Currency::parse(&order.currency).map_err(|e| ServiceError::internal(e.0))?;
+                let money = Money::price(amount, currency).map_err(|e| ServiceError::internal(e.0))?;
+                let key = format!("{}-{}-{amount}", order.id, order.refunded_total);
+                provider.refund(payment.reference.as_deref(), money, &key).await.map_err(crate::payments::unavailable)?.status
+            }
+            RefundSource::Provider => "succeeded",
+        };
         payments::Entity::update_many()
             .col_expr(payments::Column::RefundedAmount, Expr::col(payments::Column::RefundedAmount).add(amount))
             .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -125,7 +137,7 @@ impl OrderService {
             amount: Set(amount),
             currency: Set(order.currency.clone()),
             restock: Set(restocked),
-            status: Set(result.status.into()),
+            status: Set(status.into()),
             reason: Set(reason.map(str::to_owned)),
             actor_id: Set(meta.actor.map(|a| a.id)),
             created_at: Set(Utc::now()),
@@ -170,7 +182,7 @@ impl OrderService {
                     (false, Some(lines)) => Restock::Lines(lines.clone()),
                     (false, None) => Restock::Nothing,
                 };
-                let refund = self.refund_inside(&tx, meta, &order, amount, restock, req.reason.as_deref()).await?;
+                let refund = self.refund_inside(&tx, meta, &order, amount, restock, req.reason.as_deref(), RefundSource::Shop).await?;
                 let mut order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
                 if order.refunded_total == order.total {
                     order = self.apply_event(&tx, meta, order, OrderEvent::RefundInFull, None).await?;

@@ -138,7 +138,16 @@ impl OrderService {
                 // Cancelling a paid order refunds what is left and restocks every unit.
                 let remaining = order.total - order.refunded_total;
                 if remaining > 0 {
-                    self.refund_inside(tx, meta, &order, remaining, super::refunds::Restock::All, Some("order cancelled")).await?;
+                    self.refund_inside(
+                        tx,
+                        meta,
+                        &order,
+                        remaining,
+                        super::refunds::Restock::All,
+                        Some("order cancelled"),
+                        super::refunds::RefundSource::Shop,
+                    )
+                    .await?;
                 } else {
                     // Nothing to pay back (a free order, or already refunded): only restock.
                     super::refunds::restock_units(tx, meta, &order, super::refunds::Restock::All).await?;

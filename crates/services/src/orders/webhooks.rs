@@ -129,3 +129,149 @@ impl OrderService {
         .await
     }
 }
+
+/// "49.98" → 4998 for a currency with two minor units; `None` for anything else.
+fn minor_units(amount: &str, digits: u8) -> Option<i64> {
+    let (whole, frac) = amount.trim().split_once('.').unwrap_or((amount.trim(), ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > digits as usize
+    {
+        return None;
+    }
+    let scale = 10i64.checked_pow(digits as u32)?;
+    let frac_value: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<width$}", width = digits as usize).parse().ok()? };
+    whole.parse::<i64>().ok()?.checked_mul(scale)?.checked_add(frac_value)
+}
+
+impl OrderService {
+    /// `POST /webhooks/shopify`: verifies `X-Shopify-Hmac-Sha256`, de-duplicates by
+    /// `X-Shopify-Event-Id`, and applies `orders/paid` (the Shopify order carries our order id
+    /// in its `note_attributes` as `valuva_order_id`) and `refunds/create`.
+    pub async fn shopify_webhook(
+        &self,
+        meta: &RequestMeta,
+        hmac: Option<&str>,
+        event_id: Option<&str>,
+        topic: Option<&str>,
+        body: &[u8],
+    ) -> ServiceResult<WebhookAck> {
+        let secret = self.webhooks.shopify.as_ref().ok_or(ServiceError::not_found("webhook endpoint"))?;
+        let header = hmac.ok_or_else(|| signature_error(SignatureError::Malformed))?;
+        signatures::verify_shopify(secret.expose(), header, body).map_err(signature_error)?;
+        let event_id = event_id
+            .filter(|e| !e.is_empty() && e.len() <= 255)
+            .ok_or_else(|| ServiceError::bad_request("missing_event_id", "X-Shopify-Event-Id is required"))?;
+        let topic = topic.unwrap_or_default().to_owned();
+        let payload: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| ServiceError::bad_request("malformed_event", "the event is not JSON"))?;
+        let meta = RequestMeta { user_agent: Some("shopify-webhook".into()), ..meta.clone() };
+        with_retry(|| async {
+            let tx = self.db.begin_serializable().await?;
+            let record = webhook_events::ActiveModel {
+                provider: Set("shopify".into()),
+                event_id: Set(event_id.to_owned()),
+                event_type: Set(topic.chars().take(100).collect()),
+                order_id: Set(None),
+                received_at: Set(Utc::now()),
+            };
+            if let Err(e) = webhook_events::Entity::insert(record).exec_without_returning(&tx).await {
+                return if store::is_unique_violation(&e) { Ok(ack("duplicate")) } else { Err(e.into()) };
+            }
+            let shopify_id = payload["id"].as_i64().map(|i| i.to_string()).or_else(|| payload["id"].as_str().map(str::to_owned)).unwrap_or_default();
+            let outcome = match topic.as_str() {
+                "orders/paid" => {
+                    let ours = payload["note_attributes"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|n| n["name"] == "valuva_order_id"))
+                        .and_then(|n| n["value"].as_str())
+                        .and_then(|v| uuid::Uuid::parse_str(v).ok());
+                    let order = match ours {
+                        Some(id) => orders::Entity::find_by_id(id).one(&tx).await?,
+                        None => None,
+                    };
+                    let Some(order) = order else {
+                        tx.commit().await?;
+                        return Ok(ack("unknown_order"));
+                    };
+                    let digits = domain::Currency::parse(&order.currency).map(|c| c.minor_units()).unwrap_or(2);
+                    let amount = payload["total_price"].as_str().and_then(|p| minor_units(p, digits));
+                    let currency = payload["currency"].as_str().map(str::to_uppercase);
+                    if amount != Some(order.total) || currency.as_deref() != Some(order.currency.as_str()) {
+                        tracing::warn!(order = %order.id, ?amount, ?currency, "Shopify payment does not match the order; ignored");
+                        return Ok(ack("amount_mismatch"));
+                    }
+                    payments::Entity::update_many()
+                        .col_expr(payments::Column::Provider, Expr::value("shopify"))
+                        .col_expr(payments::Column::Reference, Expr::value(shopify_id.clone()))
+                        .filter(payments::Column::OrderId.eq(order.id))
+                        .exec(&tx)
+                        .await?;
+                    let change = Change::new(AuditAction::Payment, "order", order.id)
+                        .new_values(serde_json::json!({"provider": "shopify", "event": event_id, "shopify_order": shopify_id, "status": "succeeded", "amount": order.total}));
+                    audit::record(&tx, &meta, change).await?;
+                    if order.status == OrderStatus::PendingPayment.as_str() {
+                        self.apply_event(&tx, &meta, order, OrderEvent::Pay, None).await?;
+                        "applied"
+                    } else {
+                        "already_applied"
+                    }
+                }
+                "refunds/create" => {
+                    let shopify_order = payload["order_id"].as_i64().map(|i| i.to_string()).or_else(|| payload["order_id"].as_str().map(str::to_owned)).unwrap_or_default();
+                    let payment = payments::Entity::find()
+                        .filter(payments::Column::Provider.eq("shopify"))
+                        .filter(payments::Column::Reference.eq(&shopify_order))
+                        .one(&tx)
+                        .await?;
+                    let Some(payment) = payment else {
+                        tx.commit().await?;
+                        return Ok(ack("unknown_payment"));
+                    };
+                    let order = orders::Entity::find_by_id(payment.order_id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
+                    let digits = domain::Currency::parse(&order.currency).map(|c| c.minor_units()).unwrap_or(2);
+                    let amount: Option<i64> = payload["transactions"].as_array().map(|ts| {
+                        ts.iter()
+                            .filter(|t| t["kind"] == "refund" && t["status"] == "success")
+                            .filter_map(|t| t["amount"].as_str().and_then(|a| minor_units(a, digits)))
+                            .sum()
+                    });
+                    let Some(amount) = amount.filter(|a| *a > 0) else {
+                        tx.commit().await?;
+                        return Ok(ack("ignored"));
+                    };
+                    let status = OrderStatus::parse(&order.status).map_err(|e| ServiceError::internal(e.0))?;
+                    if !status.is_refundable() || amount > order.total - order.refunded_total {
+                        tracing::warn!(order = %order.id, amount, "Shopify refund cannot apply to this order; ignored");
+                        return Ok(ack("amount_mismatch"));
+                    }
+                    self.refund_inside(&tx, &meta, &order, amount, super::refunds::Restock::Nothing, Some("refunded in Shopify"), super::refunds::RefundSource::Provider).await?;
+                    let order = orders::Entity::find_by_id(order.id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
+                    if order.refunded_total == order.total {
+                        self.apply_event(&tx, &meta, order, OrderEvent::RefundInFull, None).await?;
+                    }
+                    "applied"
+                }
+                _ => "ignored",
+            };
+            tx.commit().await?;
+            Ok(ack(outcome))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal_amounts() {
+        assert_eq!(super::minor_units("49.98", 2), Some(4998));
+        assert_eq!(super::minor_units("49.9", 2), Some(4990));
+        assert_eq!(super::minor_units("49", 2), Some(4900));
+        assert_eq!(super::minor_units("1000", 0), Some(1000));
+        for bad in ["", "4.999", "-1.00", "1e3", "abc", ".5"] {
+            assert_eq!(super::minor_units(bad, 2), None, "{bad}");
+        }
+    }
+}

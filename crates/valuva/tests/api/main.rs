@@ -22,5 +22,6 @@ mod pagination;
 mod proxy;
 mod roles;
 mod sentry;
+mod shopify;
 mod shutdown;
 mod stripe;

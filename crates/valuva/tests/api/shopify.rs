@@ -1,0 +1,98 @@
+//! Shopify webhooks: HMAC of the raw body, de-duplication by event id, orders/paid and
+//! refunds/create applied to the matching order.
+
+use crate::{
+    orders_support::*,
+    support::{TestApp, assert_problem},
+};
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const SECRET: &str = "shpss_test_secret";
+
+fn sign(body: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(services::payments::signatures::hmac_sha256(SECRET.as_bytes(), &[body.as_bytes()]))
+}
+
+async fn deliver(app: &TestApp, topic: &str, event: &str, body: &str, hmac: &str) -> reqwest::Response {
+    app.req(Method::POST, "/api/v1/webhooks/shopify", None)
+        .header("x-shopify-topic", topic)
+        .header("x-shopify-event-id", event)
+        .header("x-shopify-hmac-sha256", hmac)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn decimal(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+#[tokio::test]
+async fn orders_paid_and_refunds_from_shopify() {
+    let app = TestApp::spawn_with(|c| c.shopify_webhook_secret = Some(platform::Secret::new(SECRET))).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 1250, 5).await;
+    let c = cart(&app, &[(&v, 2)]).await;
+    let body: Value = checkout(&app, &c).await.json().await.unwrap();
+    let id = body["order"]["id"].as_str().unwrap().to_owned();
+    let total = body["order"]["total"]["amount"].as_i64().unwrap();
+    let status = || async { app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json::<Value>().await.unwrap() };
+    let paid = |price: i64| {
+        json!({"id": 820982911946154508i64, "total_price": decimal(price), "currency": "EUR", "note_attributes": [{"name": "valuva_order_id", "value": id}]}).to_string()
+    };
+
+    let event = paid(total);
+    let before = app.count("webhook_events").await;
+    assert_problem(deliver(&app, "orders/paid", "e1", &event, "bm90IGl0").await, StatusCode::BAD_REQUEST, "invalid_signature").await;
+    let no_id = app
+        .req(Method::POST, "/api/v1/webhooks/shopify", None)
+        .header("x-shopify-hmac-sha256", sign(&event))
+        .body(event.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(no_id, StatusCode::BAD_REQUEST, "missing_event_id").await;
+    assert_eq!(app.count("webhook_events").await, before);
+    let wrong = paid(total - 1);
+    let res: Value = deliver(&app, "orders/paid", "e0", &wrong, &sign(&wrong)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "amount_mismatch");
+    assert_eq!(status().await["status"], "pending_payment");
+
+    let res: Value = deliver(&app, "orders/paid", "e1", &event, &sign(&event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "applied");
+    assert_eq!(status().await["status"], "paid");
+    let res: Value = deliver(&app, "orders/paid", "e1", &event, &sign(&event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "duplicate");
+
+    let refund = |amount: i64| {
+        json!({"id": 1, "order_id": 820982911946154508i64, "transactions": [{"kind": "refund", "status": "success", "amount": decimal(amount)}]}).to_string()
+    };
+    let r1 = refund(1000);
+    let res: Value = deliver(&app, "refunds/create", "e2", &r1, &sign(&r1)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "applied");
+    assert_eq!(status().await["refunded_total"]["amount"], 1000);
+    let too_much = refund(total);
+    let res: Value = deliver(&app, "refunds/create", "e3", &too_much, &sign(&too_much)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "amount_mismatch");
+    let rest = refund(total - 1000);
+    deliver(&app, "refunds/create", "e4", &rest, &sign(&rest)).await;
+    let order = status().await;
+    assert_eq!((order["status"].as_str(), order["refunded_total"]["amount"].as_i64()), (Some("refunded"), Some(total)));
+    let logs: Value =
+        app.get(&format!("/api/v1/admin/audit-logs?action=REFUND&entity_id={id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!(logs["data"].as_array().unwrap().len(), 2);
+    assert_ledger_ok(&app).await;
+}
+
+#[tokio::test]
+async fn webhooks_without_a_configured_secret_do_not_exist() {
+    let app = TestApp::spawn().await;
+    assert_problem(deliver(&app, "orders/paid", "e1", "{}", "x").await, StatusCode::NOT_FOUND, "not_found").await;
+    let res =
+        app.req(Method::POST, "/api/v1/webhooks/stripe", None).header("stripe-signature", "t=1,v1=00").body("{}").send().await.unwrap();
+    assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+}
