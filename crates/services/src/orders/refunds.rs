@@ -50,6 +50,14 @@ pub(super) enum RefundSource {
     Provider,
 }
 
+/// What one refund does.
+pub(super) struct RefundPlan<'a> {
+    pub amount: i64,
+    pub restock: Restock,
+    pub reason: Option<&'a str>,
+    pub source: RefundSource,
+}
+
 /// Which units a refund returns to stock.
 #[derive(Debug, Clone)]
 pub(super) enum Restock {
@@ -80,11 +88,9 @@ impl OrderService {
         tx: &DatabaseTransaction,
         meta: &RequestMeta,
         order: &orders::Model,
-        amount: i64,
-        restock: Restock,
-        reason: Option<&str>,
-        source: RefundSource,
+        plan: RefundPlan<'_>,
     ) -> ServiceResult<refunds::Model> {
+        let RefundPlan { amount, restock, reason, source } = plan;
         let remaining = order.total - order.refunded_total;
         if amount < 1 {
             return Err(ServiceError::field("amount", "must be at least 1"));
@@ -182,7 +188,14 @@ impl OrderService {
                     (false, Some(lines)) => Restock::Lines(lines.clone()),
                     (false, None) => Restock::Nothing,
                 };
-                let refund = self.refund_inside(&tx, meta, &order, amount, restock, req.reason.as_deref(), RefundSource::Shop).await?;
+                let refund = self
+                    .refund_inside(
+                        &tx,
+                        meta,
+                        &order,
+                        RefundPlan { amount, restock, reason: req.reason.as_deref(), source: RefundSource::Shop },
+                    )
+                    .await?;
                 let mut order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
                 if order.refunded_total == order.total {
                     order = self.apply_event(&tx, meta, order, OrderEvent::RefundInFull, None).await?;

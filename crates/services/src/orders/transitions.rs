@@ -142,10 +142,12 @@ impl OrderService {
                         tx,
                         meta,
                         &order,
-                        remaining,
-                        super::refunds::Restock::All,
-                        Some("order cancelled"),
-                        super::refunds::RefundSource::Shop,
+                        super::refunds::RefundPlan {
+                            amount: remaining,
+                            restock: super::refunds::Restock::All,
+                            reason: Some("order cancelled"),
+                            source: super::refunds::RefundSource::Shop,
+                        },
                     )
                     .await?;
                 } else {

@@ -3,7 +3,11 @@
 //! finds it there and changes nothing). An event that fails to apply answers 5xx so the
 //! provider redelivers it (Stripe retries for up to three days).
 
-use super::{OrderService, checkout::with_retry};
+use super::{
+    OrderService,
+    checkout::with_retry,
+    refunds::{RefundPlan, RefundSource, Restock},
+};
 use crate::{
     RequestMeta, ServiceError, ServiceResult,
     audit::{self, Change},
@@ -246,7 +250,8 @@ impl OrderService {
                         tracing::warn!(order = %order.id, amount, "Shopify refund cannot apply to this order; ignored");
                         return Ok(ack("amount_mismatch"));
                     }
-                    self.refund_inside(&tx, &meta, &order, amount, super::refunds::Restock::Nothing, Some("refunded in Shopify"), super::refunds::RefundSource::Provider).await?;
+                    let plan = RefundPlan { amount, restock: Restock::Nothing, reason: Some("refunded in Shopify"), source: RefundSource::Provider };
+                    self.refund_inside(&tx, &meta, &order, plan).await?;
                     let order = orders::Entity::find_by_id(order.id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
                     if order.refunded_total == order.total {
                         self.apply_event(&tx, &meta, order, OrderEvent::RefundInFull, None).await?;
