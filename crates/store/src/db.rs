@@ -138,8 +138,12 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 /// PostgreSQL serialization failure (40001) or deadlock (40P01), or SQLite busy: the
 /// transaction did nothing and may simply run again.
 pub fn is_retryable(err: &DbErr) -> bool {
-    let msg = err.to_string();
-    ["40001", "40P01", "could not serialize", "deadlock detected", "database is locked"].iter().any(|needle| msg.contains(needle))
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
+        return false;
+    };
+    let sqlx::Error::Database(db) = &**e else { return false };
+    // 40001/40P01: PostgreSQL; 5/6 (SQLITE_BUSY/LOCKED) and their extended codes: SQLite.
+    matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6" | "261" | "517" | "262"))
 }
 
 impl Db {
