@@ -15,7 +15,7 @@ use crate::{
 };
 use chrono::Utc;
 use domain::{AuditAction, OrderEvent, OrderStatus};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use store::entities::{orders, payments, webhook_events};
 use utoipa::ToSchema;
@@ -51,6 +51,49 @@ fn ack(outcome: &'static str) -> WebhookAck {
     WebhookAck { received: true, outcome }
 }
 
+/// Records a provider event in the caller's transaction; `false` when it was recorded before
+/// (a replay, or the same event on another instance at the same moment).
+async fn record_event(tx: &DatabaseTransaction, provider: &str, event_id: &str, kind: &str) -> ServiceResult<bool> {
+    let record = webhook_events::ActiveModel {
+        provider: Set(provider.to_owned()),
+        event_id: Set(event_id.to_owned()),
+        event_type: Set(kind.chars().take(100).collect()),
+        order_id: Set(None),
+        received_at: Set(Utc::now()),
+    };
+    match webhook_events::Entity::insert(record).exec_without_returning(tx).await {
+        Ok(_) => Ok(true),
+        Err(e) if store::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The payment a provider's reference points at, with its order; the event row is linked to
+/// the order.
+async fn payment_of(
+    tx: &DatabaseTransaction,
+    provider: &str,
+    reference: &str,
+    event_id: &str,
+) -> ServiceResult<Option<(payments::Model, orders::Model)>> {
+    let Some(payment) = payments::Entity::find()
+        .filter(payments::Column::Provider.eq(provider))
+        .filter(payments::Column::Reference.eq(reference))
+        .one(tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let order = orders::Entity::find_by_id(payment.order_id).one(tx).await?.ok_or(ServiceError::not_found("order"))?;
+    webhook_events::Entity::update_many()
+        .col_expr(webhook_events::Column::OrderId, Expr::value(order.id))
+        .filter(webhook_events::Column::Provider.eq(provider))
+        .filter(webhook_events::Column::EventId.eq(event_id))
+        .exec(tx)
+        .await?;
+    Ok(Some((payment, order)))
+}
+
 impl OrderService {
     /// `POST /webhooks/stripe`: verifies `Stripe-Signature`, then applies
     /// `payment_intent.succeeded` (order → paid, amount and currency checked) and
@@ -64,36 +107,17 @@ impl OrderService {
         let meta = RequestMeta { user_agent: Some("stripe-webhook".into()), ..meta.clone() };
         with_retry(|| async {
             let tx = self.db.begin_serializable().await?;
-            let record = webhook_events::ActiveModel {
-                provider: Set("stripe".into()),
-                event_id: Set(event.id.clone()),
-                event_type: Set(event.kind.clone()),
-                order_id: Set(None),
-                received_at: Set(Utc::now()),
-            };
-            if let Err(e) = webhook_events::Entity::insert(record).exec_without_returning(&tx).await {
-                return if store::is_unique_violation(&e) { Ok(ack("duplicate")) } else { Err(e.into()) };
+            if !record_event(&tx, "stripe", &event.id, &event.kind).await? {
+                return Ok(ack("duplicate"));
             }
             let object = &event.data.object;
             let intent = object["id"].as_str().unwrap_or_default();
             let outcome = match event.kind.as_str() {
                 "payment_intent.succeeded" | "payment_intent.payment_failed" => {
-                    let payment = payments::Entity::find()
-                        .filter(payments::Column::Provider.eq("stripe"))
-                        .filter(payments::Column::Reference.eq(intent))
-                        .one(&tx)
-                        .await?;
-                    let Some(payment) = payment else {
+                    let Some((payment, order)) = payment_of(&tx, "stripe", intent, &event.id).await? else {
                         tx.commit().await?;
                         return Ok(ack("unknown_payment"));
                     };
-                    let order = orders::Entity::find_by_id(payment.order_id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
-                    webhook_events::Entity::update_many()
-                        .col_expr(webhook_events::Column::OrderId, Expr::value(order.id))
-                        .filter(webhook_events::Column::Provider.eq("stripe"))
-                        .filter(webhook_events::Column::EventId.eq(&event.id))
-                        .exec(&tx)
-                        .await?;
                     if event.kind == "payment_intent.succeeded" {
                         let amount = object["amount_received"].as_i64().or_else(|| object["amount"].as_i64());
                         let currency = object["currency"].as_str().map(str::to_uppercase);
@@ -173,15 +197,8 @@ impl OrderService {
         let meta = RequestMeta { user_agent: Some("shopify-webhook".into()), ..meta.clone() };
         with_retry(|| async {
             let tx = self.db.begin_serializable().await?;
-            let record = webhook_events::ActiveModel {
-                provider: Set("shopify".into()),
-                event_id: Set(event_id.to_owned()),
-                event_type: Set(topic.chars().take(100).collect()),
-                order_id: Set(None),
-                received_at: Set(Utc::now()),
-            };
-            if let Err(e) = webhook_events::Entity::insert(record).exec_without_returning(&tx).await {
-                return if store::is_unique_violation(&e) { Ok(ack("duplicate")) } else { Err(e.into()) };
+            if !record_event(&tx, "shopify", event_id, &topic).await? {
+                return Ok(ack("duplicate"));
             }
             let shopify_id = payload["id"].as_i64().map(|i| i.to_string()).or_else(|| payload["id"].as_str().map(str::to_owned)).unwrap_or_default();
             let outcome = match topic.as_str() {
@@ -224,16 +241,10 @@ impl OrderService {
                 }
                 "refunds/create" => {
                     let shopify_order = payload["order_id"].as_i64().map(|i| i.to_string()).or_else(|| payload["order_id"].as_str().map(str::to_owned)).unwrap_or_default();
-                    let payment = payments::Entity::find()
-                        .filter(payments::Column::Provider.eq("shopify"))
-                        .filter(payments::Column::Reference.eq(&shopify_order))
-                        .one(&tx)
-                        .await?;
-                    let Some(payment) = payment else {
+                    let Some((_, order)) = payment_of(&tx, "shopify", &shopify_order, event_id).await? else {
                         tx.commit().await?;
                         return Ok(ack("unknown_payment"));
                     };
-                    let order = orders::Entity::find_by_id(payment.order_id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
                     let digits = domain::Currency::parse(&order.currency).map(|c| c.minor_units()).unwrap_or(2);
                     let amount: Option<i64> = payload["transactions"].as_array().map(|ts| {
                         ts.iter()
