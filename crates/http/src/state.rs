@@ -27,6 +27,9 @@ pub struct AppState {
     pub started: Instant,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutting_down: Arc<AtomicBool>,
+    /// Set once every migration this binary knows is applied (it stays so), so probes stop
+    /// asking.
+    schema_current: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -73,12 +76,23 @@ impl AppState {
             started: Instant::now(),
             metrics: platform::metrics::install(),
             shutting_down: Arc::new(AtomicBool::new(false)),
+            schema_current: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// From now on `/ready` answers 503 so load balancers drain this instance.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether every migration is applied; asks the database until the answer is yes.
+    pub async fn schema_current(&self) -> Result<bool, store::sea_orm::DbErr> {
+        if self.schema_current.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let current = self.db.pending_migrations().await? == 0;
+        self.schema_current.store(current, Ordering::Relaxed);
+        Ok(current)
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -159,3 +159,14 @@ async fn ready_follows_the_database_and_recovers_without_a_restart() {
     drop(app);
     crate::support::drop_pg_database(base, name);
 }
+
+#[tokio::test]
+async fn ready_waits_for_migrations() {
+    let app = TestApp::spawn_with(|c| c.migrate_on_start = false).await;
+    let res = app.get("/ready", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["migrations"]["status"], "unhealthy");
+    app.state.db.migrate().await.unwrap();
+    assert_eq!(app.get("/ready", None).await.status(), StatusCode::OK);
+}
