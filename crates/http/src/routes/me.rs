@@ -6,15 +6,11 @@ use crate::{
 };
 use axum::{extract::State, http::StatusCode};
 use domain::AddressInput;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use services::catalog::nullable;
 use services::identity::{AddressPatch, AddressView, ProfilePatch, UserView};
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
