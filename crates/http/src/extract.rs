@@ -193,7 +193,11 @@ fn meta_of(parts: &Parts) -> RequestMeta {
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     RequestMeta {
         actor: None,
-        ip: parts.extensions.get::<ConnectInfo<crate::net::ClientAddr>>().map(|c| c.0.0.ip().to_string()),
+        ip: parts
+            .extensions
+            .get::<crate::client::ClientIp>()
+            .map(|c| c.0.to_string())
+            .or_else(|| parts.extensions.get::<ConnectInfo<crate::net::ClientAddr>>().map(|c| c.0.0.ip().to_string())),
         user_agent: header(header::USER_AGENT),
         request_id: parts.extensions.get::<crate::middleware::RequestId>().map(|r| r.0.clone()),
     }

@@ -1,6 +1,7 @@
 //! The HTTP edge: router, extractors, middleware, problem+json and the OpenAPI document.
 //! Handlers parse input, call one service and shape the answer; no rules live here.
 
+pub mod client;
 pub mod extract;
 pub mod middleware;
 pub mod net;
@@ -12,7 +13,13 @@ pub mod state;
 pub use state::AppState;
 
 use axum::http::{HeaderName, HeaderValue};
-use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware::from_fn, response::IntoResponse};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    middleware::{from_fn, from_fn_with_state},
+    response::IntoResponse,
+};
 use problem::ApiError;
 use routes::{admin, admin_catalog as ac, admin_orders as ao, auth, carts, catalog, me, ops, webhooks};
 use std::time::Duration;
@@ -138,13 +145,14 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let timeout = Duration::from_millis(state.config.request_timeout_ms);
     let cors = cors(&state.config);
     let mut r = router
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred").into_response()
         }))
+        .layer(from_fn_with_state(state.clone(), client::identify_limit_route))
         .layer(from_fn(problem::render));
     for (name, value) in security::HEADERS {
         r = r.layer(SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value)));

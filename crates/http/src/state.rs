@@ -1,7 +1,13 @@
 use platform::Config;
 use services::{
-    carts::CartService, catalog::CatalogService, identity::IdentityService, inventory::InventoryService, orders::OrderService,
-    pagination::CursorCodec, payments::Providers, shipping::ShippingService,
+    carts::CartService,
+    catalog::{CatalogCache, CatalogService},
+    identity::IdentityService,
+    inventory::InventoryService,
+    orders::OrderService,
+    pagination::CursorCodec,
+    payments::Providers,
+    shipping::ShippingService,
 };
 use std::{
     sync::{
@@ -24,6 +30,12 @@ pub struct AppState {
     pub shipping: ShippingService,
     pub orders: OrderService,
     pub cursors: CursorCodec,
+    /// Absent without `REDIS_URL`.
+    pub redis: Option<platform::redis::Redis>,
+    pub limiter: platform::ratelimit::RateLimiter,
+    pub client_ip: crate::client::ClientIpResolver,
+    /// Clients that wrote recently (read-your-writes): their reads skip the replica.
+    pub recent_writers: moka::sync::Cache<String, ()>,
     pub started: Instant,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutting_down: Arc<AtomicBool>,
@@ -33,9 +45,24 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, db: Db, identity: IdentityService, cursors: CursorCodec) -> Self {
-        let catalog = CatalogService::new(db.clone(), cursors.clone(), config.low_stock_threshold, config.expose_stock_counts);
-        let inventory = InventoryService::new(db.clone(), cursors.clone());
+    pub fn new(
+        config: Arc<Config>,
+        db: Db,
+        identity: IdentityService,
+        cursors: CursorCodec,
+        redis: Option<platform::redis::Redis>,
+    ) -> Result<Self, platform::ConfigError> {
+        let cache = config.cache_enabled.then(|| {
+            let settings = platform::cache::CacheSettings {
+                local_ttl: std::time::Duration::from_millis(config.cache_local_ttl_ms),
+                local_max_bytes: config.cache_local_max_mb * 1024 * 1024,
+            };
+            platform::cache::Cache::new(&settings, &services::catalog::cache::spaces(&config), redis.clone())
+        });
+        let catalog_cache = CatalogCache::new(cache, db.clone(), config.low_stock_threshold, config.expose_stock_counts);
+        let catalog =
+            CatalogService::new(db.clone(), cursors.clone(), catalog_cache.clone(), config.low_stock_threshold, config.expose_stock_counts);
+        let inventory = InventoryService::new(db.clone(), cursors.clone(), catalog_cache.clone());
         let carts = CartService::new(db.clone(), config.cart_ttl_days, config.low_stock_threshold);
         let shipping = ShippingService::new(db.clone());
         // Providers: `manual` always; Stripe when its key is configured. Every provider shares the
@@ -62,8 +89,15 @@ impl AppState {
             cursors.clone(),
             config.reservation_ttl_minutes,
             webhooks,
-        );
-        Self {
+        )
+        .with_catalog_cache(catalog_cache);
+        let limiter = platform::ratelimit::RateLimiter::new(&[config.rate_limit_default(), config.rate_limit_auth()], redis.clone());
+        let client_ip = crate::client::ClientIpResolver::new(config.trusted_proxies()?);
+        let recent_writers = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(std::time::Duration::from_millis(config.read_your_writes_ms.max(1)))
+            .build();
+        Ok(Self {
             config,
             db,
             identity,
@@ -73,11 +107,15 @@ impl AppState {
             shipping,
             orders,
             cursors,
+            redis,
+            limiter,
+            client_ip,
+            recent_writers,
             started: Instant::now(),
             metrics: platform::metrics::install(),
             shutting_down: Arc::new(AtomicBool::new(false)),
             schema_current: Arc::new(AtomicBool::new(false)),
-        }
+        })
     }
 
     /// From now on `/ready` answers 503 so load balancers drain this instance.

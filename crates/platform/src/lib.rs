@@ -1,7 +1,11 @@
-//! Cross-cutting infrastructure: configuration, telemetry, secrets.
+//! Cross-cutting infrastructure: configuration, telemetry, secrets, Redis, the two-tier cache,
+//! rate limiting and resilience.
 
+pub mod cache;
 pub mod config;
 pub mod metrics;
+pub mod ratelimit;
+pub mod redis;
 pub mod resilience;
 pub mod secret;
 pub mod telemetry;

@@ -83,7 +83,9 @@ impl Breaker {
         }
     }
 
-    fn transition(&self, to: BreakerState) {
+    /// Logs a fresh outage and the recovery; the half-open probing in between (every
+    /// `open_for` while the service stays down) only at debug level, so an outage logs once.
+    fn transition(&self, to: BreakerState, fresh: bool) {
         let value = match to {
             BreakerState::Closed => 0.0,
             BreakerState::HalfOpen => 1.0,
@@ -92,7 +94,11 @@ impl Breaker {
         metrics::gauge!("valuva_circuit_breaker_state", "service" => self.service).set(value);
         metrics::counter!("valuva_circuit_breaker_transitions_total", "service" => self.service, "to" => format!("{to:?}").to_lowercase())
             .increment(1);
-        tracing::warn!(service = self.service, state = ?to, "circuit breaker changed state");
+        match to {
+            BreakerState::Open if fresh => tracing::warn!(service = self.service, "circuit breaker opened: the service is failing"),
+            BreakerState::Closed => tracing::info!(service = self.service, "circuit breaker closed: the service recovered"),
+            _ => tracing::debug!(service = self.service, state = ?to, "circuit breaker changed state"),
+        }
     }
 
     /// May a call go through now?
@@ -104,7 +110,7 @@ impl Breaker {
             Inner::Open { .. } => {
                 *s = Inner::HalfOpen { probes: 1 };
                 drop(s);
-                self.transition(BreakerState::HalfOpen);
+                self.transition(BreakerState::HalfOpen, false);
                 true
             }
             Inner::HalfOpen { ref mut probes } if *probes < self.probes => {
@@ -121,12 +127,13 @@ impl Breaker {
         *s = Inner::Closed { failures: 0 };
         drop(s);
         if !was_closed {
-            self.transition(BreakerState::Closed);
+            self.transition(BreakerState::Closed, false);
         }
     }
 
     fn failure(&self) {
         let mut s = self.state.lock().expect("breaker lock");
+        let fresh = matches!(*s, Inner::Closed { .. });
         let open = match *s {
             Inner::Closed { ref mut failures } => {
                 *failures += 1;
@@ -137,7 +144,7 @@ impl Breaker {
         if open {
             *s = Inner::Open { until: Instant::now() + self.open_for };
             drop(s);
-            self.transition(BreakerState::Open);
+            self.transition(BreakerState::Open, fresh);
         }
     }
 }

@@ -6,6 +6,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::Sha256;
+use utoipa::ToSchema;
 
 pub const DEFAULT_LIMIT: u64 = 20;
 pub const MAX_LIMIT: u64 = 100;
@@ -100,5 +101,33 @@ mod tests {
         assert!(c.decode::<(i64, String)>(&forged).is_err());
         assert!(c.decode::<(i64, String)>("garbage").is_err());
         assert!(CursorCodec::new(b"other").decode::<(i64, String)>(&s).is_err());
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Pagination {
+    /// Opaque; pass back as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// The list envelope of every collection endpoint.
+#[derive(Serialize, ToSchema)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+impl<T> From<Page<T>> for List<T> {
+    fn from(p: Page<T>) -> Self {
+        let has_more = p.next_cursor.is_some();
+        Self { data: p.items, pagination: Pagination { next_cursor: p.next_cursor, has_more } }
+    }
+}
+
+impl<T> List<T> {
+    /// A complete, bounded collection: one page, nothing more.
+    pub fn all(data: Vec<T>) -> Self {
+        Self { data, pagination: Pagination { next_cursor: None, has_more: false } }
     }
 }

@@ -4,7 +4,13 @@ use sea_orm::{
     TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,18 +26,46 @@ pub enum StoreError {
 pub struct Db {
     primary: DatabaseConnection,
     replica: DatabaseConnection,
-    has_replica: bool,
+    replica_state: Option<Arc<crate::replica::ReplicaState>>,
     backend: Backend,
+    /// Statements run per pool (primary, replica) by this instance, for `/health`.
+    statements: Arc<[AtomicU64; 2]>,
 }
 
 impl Db {
-    pub async fn connect(primary: &DatabaseSettings, replica: Option<&DatabaseSettings>) -> Result<Self, StoreError> {
-        let p = connect_pool(primary).await?;
-        let r = match replica {
-            Some(settings) => connect_pool(settings).await?,
-            None => p.clone(),
+    /// `max_lag`: the replica is bypassed while its replay lag is above it.
+    pub async fn connect(primary: &DatabaseSettings, replica: Option<&DatabaseSettings>, max_lag: Duration) -> Result<Self, StoreError> {
+        let statements = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let p = connect_pool(primary, "primary", statements.clone()).await?;
+        let (r, replica_state) = match replica {
+            // A replica that is down at start-up is bypassed until it is back.
+            Some(settings) => {
+                let r = connect_pool(settings, "replica", statements.clone()).await?;
+                let state = crate::replica::ReplicaState::new(max_lag);
+                tokio::spawn(crate::replica::monitor(Arc::downgrade(&state), r.clone(), settings.backend));
+                (r, Some(state))
+            }
+            None => (p.clone(), None),
         };
-        Ok(Self { primary: p, replica: r, has_replica: replica.is_some(), backend: primary.backend })
+        Ok(Self { primary: p, replica: r, replica_state, backend: primary.backend, statements })
+    }
+
+    pub(crate) fn replica_state(&self) -> Option<&crate::replica::ReplicaState> {
+        self.replica_state.as_deref()
+    }
+
+    pub(crate) fn replica_pool(&self) -> &DatabaseConnection {
+        &self.replica
+    }
+
+    /// The replica's health and lag, when one is configured.
+    pub fn replica_status(&self) -> Option<crate::replica::ReplicaStatus> {
+        self.replica_state().map(|s| s.status())
+    }
+
+    /// Statements this instance ran on (primary, replica).
+    pub fn statement_counts(&self) -> (u64, u64) {
+        (self.statements[0].load(Ordering::Relaxed), self.statements[1].load(Ordering::Relaxed))
     }
 
     pub fn backend(&self) -> Backend {
@@ -41,11 +75,6 @@ impl Db {
     /// Writes and reads that must see the latest committed state.
     pub fn primary(&self) -> &DatabaseConnection {
         &self.primary
-    }
-
-    /// Reads that may be slightly stale.
-    pub fn replica(&self) -> &DatabaseConnection {
-        &self.replica
     }
 
     /// A read-write transaction. SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up front
@@ -93,7 +122,7 @@ impl Db {
     }
 }
 
-async fn connect_pool(s: &DatabaseSettings) -> Result<DatabaseConnection, StoreError> {
+async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[AtomicU64; 2]>) -> Result<DatabaseConnection, StoreError> {
     let mut opt = ConnectOptions::new(s.url.expose().to_owned());
     opt.max_connections(s.max_connections)
         .min_connections(s.min_connections.min(s.max_connections))
@@ -118,14 +147,25 @@ async fn connect_pool(s: &DatabaseSettings) -> Result<DatabaseConnection, StoreE
             });
         }
     }
-    let mut conn = Database::connect(opt).await.map_err(StoreError::Connect)?;
-    conn.set_metric_callback(|info| {
+    let mut conn = match Database::connect(opt.clone()).await {
+        Ok(c) => c,
+        // The replica may be down at start-up: connect lazily and let the monitor decide.
+        Err(e) if pool == "replica" => {
+            tracing::warn!(error = %e, "read replica unreachable at start-up");
+            opt.connect_lazy(true);
+            Database::connect(opt).await.map_err(StoreError::Connect)?
+        }
+        Err(e) => return Err(StoreError::Connect(e)),
+    };
+    let slot = usize::from(pool == "replica");
+    conn.set_metric_callback(move |info| {
+        counts[slot].fetch_add(1, Ordering::Relaxed);
         let op = match info.statement.sql.split_whitespace().next().map(str::to_ascii_uppercase).as_deref() {
             Some(op @ ("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "BEGIN" | "COMMIT" | "ROLLBACK")) => op.to_owned(),
             _ => "OTHER".to_owned(),
         };
         let outcome = if info.failed { "error" } else { "ok" };
-        metrics::counter!("valuva_db_queries_total", "operation" => op.clone(), "outcome" => outcome).increment(1);
+        metrics::counter!("valuva_db_queries_total", "operation" => op.clone(), "outcome" => outcome, "pool" => pool).increment(1);
         metrics::histogram!("valuva_db_query_duration_seconds", "operation" => op).record(info.elapsed.as_secs_f64());
     });
     Ok(conn)
@@ -194,7 +234,7 @@ impl Db {
     /// (primary, replica) pool statistics; the replica is `None` when reads use the primary.
     pub fn pool_stats(&self) -> (PoolStats, Option<PoolStats>) {
         let primary = stats(&self.primary, self.backend);
-        let replica = self.has_replica.then(|| stats(&self.replica, self.backend));
+        let replica = self.replica_state.is_some().then(|| stats(&self.replica, self.backend));
         (primary, replica)
     }
 }

@@ -4,8 +4,10 @@
 pub mod db;
 pub mod entities;
 pub mod migrations;
+pub mod replica;
 pub mod search;
 
 pub use db::{Db, StoreError, is_unique_violation};
 pub use platform::config::Backend;
+pub use replica::{Reader, with_primary_reads};
 pub use sea_orm;

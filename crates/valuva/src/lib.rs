@@ -18,7 +18,8 @@ use tokio::net::TcpListener;
 pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     let primary = config.primary_db()?;
     let replica = config.replica_db()?;
-    Db::connect(&primary, replica.as_ref()).await.context("connecting to the database")
+    let max_lag = Duration::from_millis(config.db_replica_max_lag_ms);
+    Db::connect(&primary, replica.as_ref(), max_lag).await.context("connecting to the database")
 }
 
 /// `JWT_SECRET`, or in the embedded default a secret generated once and kept beside the
@@ -73,7 +74,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let identity = IdentityService::new(db.clone(), tokens, mailer, config.password_reset_ttl_minutes);
     let cursors = CursorCodec::new(secret.expose().as_bytes());
     let seed = config.seed_on_startup.unwrap_or(fresh_sqlite);
-    let state = AppState::new(Arc::new(config), db, identity, cursors);
+    let redis = match &config.redis_url {
+        Some(url) => Some(platform::redis::Redis::open(url, &config.redis_prefix, config.redis_timeout()).context("REDIS_URL")?),
+        None => None,
+    };
+    let state = AppState::new(Arc::new(config), db, identity, cursors, redis)?;
     if seed {
         let n = services::seed::demo(&state.db, &state.catalog).await.map_err(|e| anyhow::anyhow!("seeding the demo catalog: {e}"))?;
         let meta = services::RequestMeta::system();

@@ -6,22 +6,26 @@ use crate::{
     problem::ApiError,
     state::AppState,
 };
-use axum::extract::State;
+use axum::{
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
 use serde::Deserialize;
 use services::catalog::{CategoryView, ListingQuery, ProductView};
 use utoipa::IntoParams;
 
 /// The category tree.
 #[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", responses((status = 200, body = List<CategoryView>)))]
-pub async fn categories(State(state): State<AppState>) -> Result<axum::Json<List<CategoryView>>, ApiError> {
-    Ok(axum::Json(List::all(state.catalog.category_tree().await?)))
+pub async fn categories(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(json(state.catalog.category_tree_json().await?))
 }
 
 /// One category (by id or slug) with its sub-categories.
 #[utoipa::path(get, path = "/api/v1/categories/{id_or_slug}", tag = "catalog", params(("id_or_slug" = String, Path)),
     responses((status = 200, body = CategoryView), (status = 404)))]
-pub async fn category(State(state): State<AppState>, Path(key): Path<String>) -> Result<axum::Json<CategoryView>, ApiError> {
-    Ok(axum::Json(state.catalog.category(&key).await?))
+pub async fn category(State(state): State<AppState>, Path(key): Path<String>) -> Result<Response, ApiError> {
+    Ok(json(state.catalog.category_json(&key).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -58,13 +62,18 @@ impl From<ProductsQuery> for ListingQuery {
 /// Active products, filtered, searched and keyset-paginated.
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ProductsQuery),
     responses((status = 200, body = List<ProductView>), (status = 400, description = "invalid cursor"), (status = 422)))]
-pub async fn products(State(state): State<AppState>, Query(q): Query<ProductsQuery>) -> Result<axum::Json<List<ProductView>>, ApiError> {
-    Ok(axum::Json(state.catalog.list_products(q.into(), false).await?.into()))
+pub async fn products(State(state): State<AppState>, Query(q): Query<ProductsQuery>) -> Result<Response, ApiError> {
+    Ok(json(state.catalog.products_json(q.into()).await?))
 }
 
 /// An active product by id or slug, with variants and availability.
 #[utoipa::path(get, path = "/api/v1/products/{id_or_slug}", tag = "catalog", params(("id_or_slug" = String, Path)),
     responses((status = 200, body = ProductView), (status = 404)))]
-pub async fn product(State(state): State<AppState>, Path(key): Path<String>) -> Result<axum::Json<ProductView>, ApiError> {
-    Ok(axum::Json(state.catalog.product(&key).await?))
+pub async fn product(State(state): State<AppState>, Path(key): Path<String>) -> Result<Response, ApiError> {
+    Ok(json(state.catalog.product_json(&key).await?))
+}
+
+/// Cached, pre-serialized JSON as is.
+fn json(body: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }

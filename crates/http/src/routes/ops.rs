@@ -28,7 +28,7 @@ pub struct Check {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// healthy | unhealthy
+    /// healthy | degraded (Redis or the replica is away; still serving) | unhealthy
     pub status: &'static str,
     pub timestamp: chrono::DateTime<chrono::Utc>,
     pub uptime_seconds: u64,
@@ -36,6 +36,9 @@ pub struct Health {
     pub shutting_down: bool,
     pub database: Check,
     pub migrations: Check,
+    /// Absent without `REDIS_URL`. Unhealthy Redis leaves the instance ready (degraded): cache
+    /// and rate limits fall back to in-process.
+    pub redis: Option<Check>,
     /// Resident memory of the process, MiB.
     pub memory_rss_mb: Option<f64>,
     #[schema(value_type = Object)]
@@ -56,21 +59,43 @@ async fn database(state: &AppState) -> (Check, Check) {
     (db, migrations)
 }
 
+async fn redis(state: &AppState) -> Option<Check> {
+    let redis = state.redis.as_ref()?;
+    let t = Instant::now();
+    Some(match redis.ping().await {
+        Ok(()) => Check { status: "healthy", latency_ms: Some(t.elapsed().as_secs_f64() * 1000.0), detail: None },
+        Err(_) => {
+            Check { status: "unhealthy", latency_ms: None, detail: Some("redis unreachable; serving from in-process fallbacks".into()) }
+        }
+    })
+}
+
 async fn report(state: &AppState) -> (StatusCode, Health) {
-    let (database, migrations) = database(state).await;
+    let ((database, migrations), redis) = tokio::join!(database(state), redis(state));
     let healthy = database.status == "healthy" && migrations.status == "healthy" && !state.is_shutting_down();
+    let replica = state.db.replica_status();
+    let degraded = redis.as_ref().is_some_and(|r| r.status != "healthy") || replica.is_some_and(|r| !r.usable);
+    let (primary_statements, replica_statements) = state.db.statement_counts();
     let health = Health {
-        status: if healthy { "healthy" } else { "unhealthy" },
+        status: match (healthy, degraded) {
+            (false, _) => "unhealthy",
+            (true, true) => "degraded",
+            (true, false) => "healthy",
+        },
         timestamp: chrono::Utc::now(),
         uptime_seconds: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
         shutting_down: state.is_shutting_down(),
         database,
         migrations,
+        redis,
         memory_rss_mb: platform::metrics::rss_bytes().map(|b| b as f64 / 1_048_576.0),
         pools: {
             let (primary, replica) = state.db.pool_stats();
-            serde_json::json!({"primary": primary, "replica": replica})
+            serde_json::json!({
+                "primary": {"connections": primary, "statements": primary_statements},
+                "replica": replica.map(|r| serde_json::json!({"connections": r, "statements": replica_statements, "status": state.db.replica_status()})),
+            })
         },
     };
     (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, health)

@@ -62,7 +62,7 @@ pub async fn list(db: &Db, codec: &CursorCodec, f: AuditFilter, page: PageReques
     if let Some(to) = f.to {
         q = q.filter(audit_logs::Column::CreatedAt.lt(to));
     }
-    let rows = q.order_by_desc(audit_logs::Column::Id).limit(page.limit + 1).all(db.replica()).await?;
+    let rows = q.order_by_desc(audit_logs::Column::Id).limit(page.limit + 1).all(&db.reader()).await?;
     Ok(Page::from_rows(rows, page.limit, codec, |r| r.id).map(|r| AuditView {
         id: r.id,
         seq: r.seq,

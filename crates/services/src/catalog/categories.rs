@@ -71,12 +71,12 @@ impl CatalogService {
 
     /// The whole tree, roots first, children ordered by position.
     pub async fn category_tree(&self) -> ServiceResult<Vec<CategoryView>> {
-        Ok(build_tree(self.all_categories(self.db.replica()).await?, None))
+        Ok(build_tree(self.all_categories(&self.fill_reader()).await?, None))
     }
 
     /// One category (by id or slug) with its subtree.
     pub async fn category(&self, id_or_slug: &str) -> ServiceResult<CategoryView> {
-        let all = self.all_categories(self.db.replica()).await?;
+        let all = self.all_categories(&self.fill_reader()).await?;
         let found = all
             .iter()
             .find(|c| c.slug == id_or_slug || c.id.to_string() == id_or_slug)
@@ -89,7 +89,7 @@ impl CatalogService {
 
     /// The category and all its descendants' ids (for listing filters).
     pub(super) async fn category_and_descendants(&self, id_or_slug: &str) -> ServiceResult<Option<Vec<Uuid>>> {
-        let all = self.all_categories(self.db.replica()).await?;
+        let all = self.all_categories(&self.fill_reader()).await?;
         let Some(root) = all.iter().find(|c| c.slug == id_or_slug || c.id.to_string() == id_or_slug) else {
             return Ok(None);
         };
@@ -140,6 +140,7 @@ impl CatalogService {
         let v = view(row);
         audit::record(&tx, meta, Change::new(AuditAction::Create, "category", v.id).new_values(&v)).await?;
         tx.commit().await?;
+        self.cache.categories_changed().await;
         super::count("category", "create");
         Ok(v)
     }
@@ -193,6 +194,7 @@ impl CatalogService {
         let new = view(am.update(&tx).await.map_err(slug_conflict)?);
         audit::record(&tx, meta, Change::new(AuditAction::Update, "category", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
+        self.cache.categories_changed().await;
         super::count("category", "update");
         Ok(new)
     }
@@ -226,6 +228,7 @@ impl CatalogService {
             .new_values(serde_json::json!({"children_reparented": children, "products_detached": products}));
         audit::record(&tx, meta, change).await?;
         tx.commit().await?;
+        self.cache.categories_changed().await;
         super::count("category", "delete");
         Ok(())
     }

@@ -50,6 +50,14 @@ pub struct ListingQuery {
     pub cursor: Option<String>,
 }
 
+impl ListingQuery {
+    /// The same listing always has the same key (for the cache).
+    pub fn cache_key(&self) -> String {
+        serde_json::json!([self.category, self.q, self.min_price, self.max_price, self.sort, self.status, self.limit, self.cursor])
+            .to_string()
+    }
+}
+
 /// Where the previous page ended, in the sort's own key.
 #[derive(Debug, Serialize, Deserialize)]
 struct Position {
@@ -163,7 +171,7 @@ impl CatalogService {
                 }
             });
         }
-        let keys: Vec<(Uuid, Option<i64>, String, f64)> = q.limit(page.limit + 1).into_tuple().all(self.db.replica()).await?;
+        let keys: Vec<(Uuid, Option<i64>, String, f64)> = q.limit(page.limit + 1).into_tuple().all(&self.fill_reader()).await?;
         let page = Page::from_rows(keys, page.limit, &self.cursors, |(id, price, title, rank)| Position {
             sort,
             id: *id,
@@ -175,13 +183,13 @@ impl CatalogService {
         let ids: Vec<Uuid> = page.items.iter().map(|k| k.0).collect();
         let mut rows: HashMap<Uuid, products::Model> = products::Entity::find()
             .filter(products::Column::Id.is_in(ids.clone()))
-            .all(self.db.replica())
+            .all(&self.fill_reader())
             .await?
             .into_iter()
             .map(|p| (p.id, p))
             .collect();
         let ordered = ids.iter().filter_map(|id| rows.remove(id)).collect();
-        let views = self.views(self.db.replica(), ordered, admin).await?;
+        let views = self.views(&self.fill_reader(), ordered, admin).await?;
         Ok(Page { items: views, next_cursor: page.next_cursor })
     }
 }

@@ -1,5 +1,6 @@
 //! Catalog: categories (a tree), products, variants, listing and search.
 
+pub mod cache;
 mod categories;
 mod listing;
 pub mod model;
@@ -7,6 +8,7 @@ mod products;
 mod rows;
 mod variants;
 
+pub use cache::{CatalogCache, StockMove};
 pub use categories::DeleteCategory;
 pub use listing::{ListingQuery, Sort};
 pub use model::*;
@@ -21,11 +23,12 @@ pub struct CatalogService {
     cursors: CursorCodec,
     low_stock_threshold: i64,
     expose_stock: bool,
+    cache: CatalogCache,
 }
 
 impl CatalogService {
-    pub fn new(db: Db, cursors: CursorCodec, low_stock_threshold: i64, expose_stock: bool) -> Self {
-        Self { db, cursors, low_stock_threshold, expose_stock }
+    pub fn new(db: Db, cursors: CursorCodec, cache: CatalogCache, low_stock_threshold: i64, expose_stock: bool) -> Self {
+        Self { db, cursors, low_stock_threshold, expose_stock, cache }
     }
 }
 

@@ -71,15 +71,15 @@ impl CatalogService {
         self.admin_view(self.db.primary(), id).await
     }
 
-    /// Storefront: an active product by id or slug.
-    pub async fn product(&self, id_or_slug: &str) -> ServiceResult<ProductView> {
-        let mut q = products::Entity::find().filter(products::Column::Status.eq("active")).filter(products::Column::DeletedAt.is_null());
-        q = match Uuid::parse_str(id_or_slug) {
-            Ok(id) => q.filter(products::Column::Id.eq(id)),
-            Err(_) => q.filter(products::Column::Slug.eq(id_or_slug)),
-        };
-        let p = q.one(self.db.replica()).await?.ok_or(ServiceError::not_found("product"))?;
-        Ok(self.views(self.db.replica(), vec![p], false).await?.remove(0))
+    /// Storefront: an active product (served through the cache, see `product_json`).
+    pub(super) async fn product_view<C: ConnectionTrait>(&self, conn: &C, id: Uuid) -> ServiceResult<ProductView> {
+        let p = products::Entity::find_by_id(id)
+            .filter(products::Column::Status.eq("active"))
+            .filter(products::Column::DeletedAt.is_null())
+            .one(conn)
+            .await?
+            .ok_or(ServiceError::not_found("product"))?;
+        Ok(self.views(conn, vec![p], false).await?.remove(0))
     }
 
     /// The slug itself when free, else the first free `slug-N`.
@@ -164,6 +164,7 @@ impl CatalogService {
         let view = self.admin_view(&tx, id).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Create, "product", id).new_values(&view)).await?;
         tx.commit().await?;
+        self.cache.products_changed(&[id], &[&view.slug]).await;
         super::count("product", "create");
         Ok(view)
     }
@@ -239,6 +240,7 @@ impl CatalogService {
         let new = self.admin_view(&tx, id).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Update, "product", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
+        self.cache.products_changed(&[id], &[&old.slug, &new.slug]).await;
         super::count("product", "update");
         Ok(new)
     }
@@ -256,6 +258,7 @@ impl CatalogService {
         am.update(&tx).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Delete, "product", id).old(&old)).await?;
         tx.commit().await?;
+        self.cache.products_changed(&[id], &[&old.slug]).await;
         super::count("product", "delete");
         Ok(())
     }

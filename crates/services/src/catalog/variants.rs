@@ -190,6 +190,7 @@ impl CatalogService {
         audit::record(&tx, meta, Change::new(AuditAction::Create, "variant", view.id).new_values(&view)).await?;
         let product = self.admin_view(&tx, product_id).await?;
         tx.commit().await?;
+        self.cache.products_changed(&[product_id], &[]).await;
         super::count("variant", "create");
         Ok(product)
     }
@@ -251,6 +252,7 @@ impl CatalogService {
         refresh_min_price(&tx, product_id).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Update, "variant", variant_id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
+        self.cache.products_changed(&[product_id], &[]).await;
         super::count("variant", "update");
         Ok(new)
     }
@@ -269,6 +271,7 @@ impl CatalogService {
         let old = serde_json::json!({"sku": current.sku, "price": money(current.price, &current.currency), "stock": current.stock});
         audit::record(&tx, meta, Change::new(AuditAction::Delete, "variant", variant_id).old(old)).await?;
         tx.commit().await?;
+        self.cache.products_changed(&[product_id], &[]).await;
         super::count("variant", "delete");
         Ok(())
     }

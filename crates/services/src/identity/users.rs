@@ -88,7 +88,7 @@ impl IdentityService {
         if let Some(r) = role {
             q = q.filter(users::Column::Role.eq(r.as_str()));
         }
-        let rows = q.order_by_desc(users::Column::Id).limit(page.limit + 1).all(self.db.replica()).await?;
+        let rows = q.order_by_desc(users::Column::Id).limit(page.limit + 1).all(&self.db.reader()).await?;
         Ok(Page::from_rows(rows, page.limit, codec, |u| u.id).map(UserView::from))
     }
 

@@ -113,11 +113,12 @@ pub struct MovementView {
 pub struct InventoryService {
     db: Db,
     cursors: CursorCodec,
+    catalog: crate::catalog::CatalogCache,
 }
 
 impl InventoryService {
-    pub fn new(db: Db, cursors: CursorCodec) -> Self {
-        Self { db, cursors }
+    pub fn new(db: Db, cursors: CursorCodec, catalog: crate::catalog::CatalogCache) -> Self {
+        Self { db, cursors, catalog }
     }
 
     /// Adds `delta` (negative removes) to a variant's stock with one conditional update: stock
@@ -171,6 +172,8 @@ impl InventoryService {
                 c.complete(&tx, 200, &result).await?;
             }
             tx.commit().await?;
+            let moved = crate::catalog::StockMove { product_id: row.product_id, before: row.stock - delta, after: row.stock };
+            self.catalog.stock_moved(&[moved]).await;
             Ok(result)
         })
         .await
@@ -178,7 +181,7 @@ impl InventoryService {
 
     /// The ledger of one variant, newest first.
     pub async fn movements(&self, variant_id: Uuid, page: PageRequest) -> ServiceResult<Page<MovementView>> {
-        if variants::Entity::find_by_id(variant_id).one(self.db.replica()).await?.is_none() {
+        if variants::Entity::find_by_id(variant_id).one(&self.db.reader()).await?.is_none() {
             return Err(ServiceError::not_found("variant"));
         }
         let mut q = mv::Entity::find().filter(mv::Column::VariantId.eq(variant_id));
@@ -186,7 +189,7 @@ impl InventoryService {
             let before: Uuid = self.cursors.decode(c)?;
             q = q.filter(mv::Column::Id.lt(before));
         }
-        let rows = q.order_by_desc(mv::Column::Id).limit(page.limit + 1).all(self.db.replica()).await?;
+        let rows = q.order_by_desc(mv::Column::Id).limit(page.limit + 1).all(&self.db.reader()).await?;
         Ok(Page::from_rows(rows, page.limit, &self.cursors, |m| m.id).map(|m| MovementView {
             id: m.id,
             variant_id: m.variant_id,

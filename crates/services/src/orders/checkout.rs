@@ -3,6 +3,7 @@ use crate::{
     RequestMeta, ServiceError, ServiceResult,
     audit::{self, Change},
     carts::CartAccess,
+    catalog::StockMove,
     error::FieldError,
     idempotency::{self, Outcome},
     inventory::{self, Kind, Movement},
@@ -98,7 +99,7 @@ impl OrderService {
             // together: from here on a replay returns this order, whatever happens next.
             let response = with_retry(|| async {
                 let tx = self.db.begin_serializable().await?;
-                let id = self.place_order(&tx, meta, access, &req, &provider_name).await?;
+                let (id, moves) = self.place_order(&tx, meta, access, &req, &provider_name).await?;
                 let order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
                 let response = CheckoutResponse {
                     order: self.view(&tx, order).await?,
@@ -108,9 +109,11 @@ impl OrderService {
                     c.complete(&tx, 201, &response).await?;
                 }
                 tx.commit().await?;
-                Ok(response)
+                Ok((response, moves))
             })
             .await?;
+            let (response, moves) = response;
+            self.catalog.stock_moved(&moves).await;
             metrics::counter!("valuva_orders_total", "event" => "created").increment(1);
             // The provider is called with no transaction open. If it is down the answer is a
             // 503, the stored response keeps the order (payment pending), and the unpaid order
@@ -146,7 +149,7 @@ impl OrderService {
         access: &CartAccess,
         req: &CheckoutRequest,
         provider: &str,
-    ) -> ServiceResult<Uuid> {
+    ) -> ServiceResult<(Uuid, Vec<StockMove>)> {
         let cart = self.carts.authorized(tx, req.cart_id, access).await?;
         let mut lines = self.carts.priced_lines(tx, cart.id).await?;
         if lines.is_empty() {
@@ -309,6 +312,8 @@ impl OrderService {
         let summary = serde_json::json!({"number": number, "status": "pending_payment", "total": total.amount(), "currency": cart.currency, "lines": lines.len()});
         audit::record(tx, meta, Change::new(AuditAction::Order, "order", order_id).new_values(&summary)).await?;
         outbox::emit(tx, "order.created", order_id, summary).await?;
-        Ok(order_id)
+        let moves =
+            lines.iter().map(|(item, v, _)| StockMove { product_id: v.product_id, before: v.stock, after: v.stock - item.quantity as i64 });
+        Ok((order_id, moves.collect()))
     }
 }

@@ -101,6 +101,7 @@ pub struct OrderService {
     cursors: CursorCodec,
     reservation_ttl: TimeDelta,
     webhooks: WebhookSecrets,
+    catalog: crate::catalog::CatalogCache,
 }
 
 fn money(amount: i64, currency: &str) -> MoneyView {
@@ -117,7 +118,14 @@ impl OrderService {
         reservation_ttl_minutes: u64,
         webhooks: WebhookSecrets,
     ) -> Self {
-        Self { db, carts, shipping, providers, cursors, reservation_ttl: TimeDelta::minutes(reservation_ttl_minutes as i64), webhooks }
+        let catalog = crate::catalog::CatalogCache::new(None, db.clone(), 0, false);
+        let reservation_ttl = TimeDelta::minutes(reservation_ttl_minutes as i64);
+        Self { db, carts, shipping, providers, cursors, reservation_ttl, webhooks, catalog }
+    }
+
+    /// Stock moved by orders drops the cached catalog entries it makes stale.
+    pub fn with_catalog_cache(self, catalog: crate::catalog::CatalogCache) -> Self {
+        Self { catalog, ..self }
     }
 
     pub(crate) async fn view<C: ConnectionTrait>(&self, conn: &C, o: orders::Model) -> ServiceResult<OrderView> {

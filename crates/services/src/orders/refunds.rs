@@ -215,6 +215,9 @@ impl OrderService {
                     c.complete(&tx, 201, &view).await?;
                 }
                 tx.commit().await?;
+                if view.restock {
+                    self.catalog.order_restocked(id).await;
+                }
                 Ok(view)
             })
             .await

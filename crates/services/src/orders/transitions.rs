@@ -206,7 +206,7 @@ impl OrderService {
         let caller = meta.actor.map(|a| a.id.to_string()).unwrap_or_default();
         let scope = format!("order:{id}:{}:{caller}", event.as_str());
         let request = serde_json::to_value(&ship).map_err(ServiceError::internal)?;
-        idempotency::run(&self.db, scope, key, &request, |claim| async move {
+        let result = idempotency::run(&self.db, scope, key, &request, |claim| async move {
             with_retry(|| async {
                 let tx = self.db.begin_serializable().await?;
                 let order = self.authorized(&tx, id, &access).await?;
@@ -225,7 +225,12 @@ impl OrderService {
             })
             .await
         })
-        .await
+        .await;
+        // Cancelling returns units to stock.
+        if result.is_ok() && event == OrderEvent::Cancel {
+            self.catalog.order_restocked(id).await;
+        }
+        result
     }
 
     /// Cancels unpaid orders whose reservation has expired and returns their stock. Safe with
@@ -255,7 +260,10 @@ impl OrderService {
             })
             .await;
             match result {
-                Ok(true) => expired += 1,
+                Ok(true) => {
+                    expired += 1;
+                    self.catalog.order_restocked(id).await;
+                }
                 Ok(false) => {}
                 // Another worker got there first.
                 Err(ServiceError::Conflict { .. }) => {}

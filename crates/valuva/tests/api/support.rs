@@ -18,6 +18,11 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// The shared Redis of the PostgreSQL + Redis run (each app keys under its own prefix).
+pub fn redis_base() -> Option<String> {
+    std::env::var("TEST_REDIS_URL").ok().filter(|u| u.starts_with("redis"))
+}
+
 pub fn pg_base() -> Option<String> {
     std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
 }
@@ -81,6 +86,11 @@ impl TestApp {
             seed_on_startup: Some(false),
             // Tests drive housekeeping themselves, deterministically.
             housekeeping_interval_ms: 3_600_000,
+            // Limits are tested on their own; elsewhere they would only get in the way.
+            rate_limit_max_requests: 1_000_000,
+            rate_limit_auth_max_requests: 1_000_000,
+            redis_url: redis_base().map(Secret::new),
+            redis_prefix: format!("valuva_test_{}", uuid::Uuid::now_v7().simple()),
             ..Config::default()
         };
         tweak(&mut config);
@@ -190,6 +200,19 @@ impl Drop for TestApp {
         if let Some((base, name)) = self.pg_cleanup.take() {
             drop_pg_database(base, name);
         }
+        if let Some(url) = &self.config.redis_url {
+            drop_redis_keys(url.expose(), &self.config.redis_prefix);
+        }
+    }
+}
+
+/// Deletes every key under a test's prefix (tests only: production never scans).
+pub fn drop_redis_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else { return };
+    let Ok(mut conn) = client.get_connection_with_timeout(std::time::Duration::from_secs(1)) else { return };
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
     }
 }
 
@@ -226,8 +249,14 @@ impl Binary {
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")
             .env("SEED_ON_STARTUP", "false")
+            .env("RATE_LIMIT_MAX_REQUESTS", app.config.rate_limit_max_requests.to_string())
+            .env("RATE_LIMIT_AUTH_MAX_REQUESTS", app.config.rate_limit_auth_max_requests.to_string())
+            .env("REDIS_PREFIX", &app.config.redis_prefix)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
+        if let Some(url) = &app.config.redis_url {
+            cmd.env("REDIS_URL", url.expose());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -261,5 +290,87 @@ impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl TestApp {
+    /// A second instance of the same deployment: same database, Redis and prefix, its own
+    /// port and in-process state. The first app owns (and drops) the database.
+    pub async fn sibling(&self) -> TestApp {
+        let app = valuva::Application::build(self.config.clone()).await.expect("sibling builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: self.client.clone(),
+            state,
+            config: self.config.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            metrics_addr: None,
+            pg_cleanup: None,
+            stop: Some(stop),
+        }
+    }
+
+    /// Statements this instance has run on (primary, replica).
+    pub fn statements(&self) -> (u64, u64) {
+        self.state.db.statement_counts()
+    }
+}
+
+/// A private redis-server on a free loopback port, for tests that stop and restart it.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut s = Self { port, child: None };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again, on the same port) and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = client.get_connection_with_timeout(std::time::Duration::from_millis(200))
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "private redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

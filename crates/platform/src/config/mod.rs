@@ -9,6 +9,11 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+mod db;
+mod scale;
+pub use db::DatabaseSettings;
+use db::backend_of;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -33,6 +38,32 @@ pub struct Config {
     pub db_read_pool_max: Option<u32>,
     pub db_statement_timeout: u64,
     pub db_slow_query_ms: u64,
+    /// Reads skip the replica while its replay lag is above this.
+    pub db_replica_max_lag_ms: u64,
+    /// After a write, the same client's reads go to the primary for this long.
+    pub read_your_writes_ms: u64,
+    /// Unset: cache and rate limits in process only.
+    #[serde(skip_serializing)]
+    pub redis_url: Option<Secret>,
+    /// Namespaces every Redis key (several deployments may share one Redis).
+    pub redis_prefix: String,
+    /// Timeout of one Redis call; past it the in-process fallback answers.
+    pub redis_timeout_ms: u64,
+    pub cache_enabled: bool,
+    /// Tier-1 (in-process) entries live this long; pub/sub drops them sooner on writes.
+    pub cache_local_ttl_ms: u64,
+    pub cache_local_max_mb: u64,
+    pub cache_product_ttl_seconds: u64,
+    pub cache_listing_ttl_seconds: u64,
+    pub cache_category_ttl_seconds: u64,
+    pub rate_limit_enabled: bool,
+    pub rate_limit_window_ms: u64,
+    pub rate_limit_max_requests: u32,
+    /// Login, register and password reset, per client address.
+    pub rate_limit_auth_window_ms: u64,
+    pub rate_limit_auth_max_requests: u32,
+    /// Comma-separated addresses or CIDR ranges of proxies whose `X-Forwarded-For` is trusted.
+    pub trusted_proxies: String,
     pub migrate_on_start: bool,
     #[serde(skip_serializing)]
     pub jwt_secret: Option<Secret>,
@@ -112,6 +143,23 @@ impl Default for Config {
             db_read_pool_max: None,
             db_statement_timeout: 30_000,
             db_slow_query_ms: 1_000,
+            db_replica_max_lag_ms: 5_000,
+            read_your_writes_ms: 2_000,
+            redis_url: None,
+            redis_prefix: "valuva".into(),
+            redis_timeout_ms: 250,
+            cache_enabled: true,
+            cache_local_ttl_ms: 5_000,
+            cache_local_max_mb: 32,
+            cache_product_ttl_seconds: 300,
+            cache_listing_ttl_seconds: 60,
+            cache_category_ttl_seconds: 300,
+            rate_limit_enabled: true,
+            rate_limit_window_ms: 60_000,
+            rate_limit_max_requests: 600,
+            rate_limit_auth_window_ms: 60_000,
+            rate_limit_auth_max_requests: 10,
+            trusted_proxies: String::new(),
             migrate_on_start: true,
             jwt_secret: None,
             access_token_ttl_seconds: 900,
@@ -161,7 +209,7 @@ pub enum ConfigError {
     Invalid { var: String, message: String },
 }
 
-fn invalid(var: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(var: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { var: var.to_owned(), message: message.into() }
 }
 
@@ -170,20 +218,6 @@ fn invalid(var: &str, message: impl Into<String>) -> ConfigError {
 pub enum Backend {
     Sqlite,
     Postgres,
-}
-
-/// Connection settings for one pool, with the seed's URL query parameters
-/// (`connection_limit`, `pool_timeout`, `connect_timeout`, in seconds) taken off the URL.
-#[derive(Debug, Clone)]
-pub struct DatabaseSettings {
-    pub backend: Backend,
-    pub url: Secret,
-    pub max_connections: u32,
-    pub min_connections: u32,
-    pub acquire_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub statement_timeout: Duration,
-    pub slow_query: Duration,
 }
 
 impl Config {
@@ -228,6 +262,7 @@ impl Config {
         {
             return Err(invalid("SENTRY_DSN", "is not a valid DSN (https://key@host/project)"));
         }
+        self.validate_scale_out()?;
         if self.db_pool_max == Some(0) {
             return Err(invalid("DB_POOL_MAX", "must be greater than 0"));
         }
@@ -236,65 +271,6 @@ impl Config {
 
     pub fn backend(&self) -> Backend {
         backend_of(&self.database_url).unwrap_or(Backend::Sqlite)
-    }
-
-    pub fn primary_db(&self) -> Result<DatabaseSettings, ConfigError> {
-        self.db_settings("DATABASE_URL", &self.database_url, self.db_pool_max)
-    }
-
-    /// The read replica, from `DATABASE_READ_URL` or from the primary URL with
-    /// `DB_READ_REPLICA_HOST`/`DB_READ_REPLICA_PORT` swapped in. `None`: reads use the primary.
-    pub fn replica_db(&self) -> Result<Option<DatabaseSettings>, ConfigError> {
-        let max = self.db_read_pool_max.or(self.db_pool_max);
-        if let Some(url) = &self.database_read_url {
-            return self.db_settings("DATABASE_READ_URL", url, max).map(Some);
-        }
-        let Some(host) = &self.db_read_replica_host else {
-            return Ok(None);
-        };
-        let mut url = url::Url::parse(&self.database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
-        url.set_host(Some(host)).map_err(|e| invalid("DB_READ_REPLICA_HOST", e.to_string()))?;
-        if let Some(port) = self.db_read_replica_port {
-            url.set_port(Some(port)).map_err(|_| invalid("DB_READ_REPLICA_PORT", "cannot be set on this URL"))?;
-        }
-        self.db_settings("DB_READ_REPLICA_HOST", url.as_str(), max).map(Some)
-    }
-
-    fn db_settings(&self, var: &str, raw: &str, max: Option<u32>) -> Result<DatabaseSettings, ConfigError> {
-        let backend = backend_of(raw).ok_or_else(|| invalid(var, "must start with sqlite:// or postgres://"))?;
-        let mut url = url::Url::parse(raw).map_err(|e| invalid(var, e.to_string()))?;
-        let mut limit = None;
-        let mut pool_timeout = 10;
-        let mut connect_timeout = 10;
-        let mut keep = Vec::new();
-        for (k, v) in url.query_pairs() {
-            let secs = || v.parse::<u64>().map_err(|_| invalid(var, format!("query parameter {k} must be a whole number")));
-            match k.as_ref() {
-                "connection_limit" => limit = Some(secs()? as u32),
-                "pool_timeout" => pool_timeout = secs()?,
-                "connect_timeout" => connect_timeout = secs()?,
-                _ => keep.push((k.into_owned(), v.into_owned())),
-            }
-        }
-        url.set_query(None);
-        if !keep.is_empty() {
-            url.query_pairs_mut().extend_pairs(keep);
-        }
-        let default_max = match backend {
-            // One writer at a time anyway; a few readers beside it in WAL mode.
-            Backend::Sqlite => 4,
-            Backend::Postgres => 20,
-        };
-        Ok(DatabaseSettings {
-            backend,
-            url: Secret::new(url.to_string()),
-            max_connections: limit.or(max).unwrap_or(default_max).max(1),
-            min_connections: self.db_pool_min,
-            acquire_timeout: Duration::from_secs(pool_timeout.max(1)),
-            connect_timeout: Duration::from_secs(connect_timeout.max(1)),
-            statement_timeout: Duration::from_millis(self.db_statement_timeout),
-            slow_query: Duration::from_millis(self.db_slow_query_ms),
-        })
     }
 
     /// The resilience layer (retry policy and breaker) for one outbound service:
@@ -332,43 +308,9 @@ impl Config {
     }
 }
 
-fn backend_of(url: &str) -> Option<Backend> {
-    if url.starts_with("sqlite:") {
-        Some(Backend::Sqlite)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Some(Backend::Postgres)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seed_query_parameters_become_pool_settings() {
-        let cfg = Config {
-            database_url: "postgres://u@h:5432/db?connection_limit=7&pool_timeout=3&connect_timeout=2&sslmode=disable".into(),
-            ..Config::default()
-        };
-        let db = cfg.primary_db().unwrap();
-        assert_eq!(db.max_connections, 7);
-        assert_eq!(db.acquire_timeout, Duration::from_secs(3));
-        assert_eq!(db.connect_timeout, Duration::from_secs(2));
-        assert_eq!(db.url.expose(), "postgres://u@h:5432/db?sslmode=disable");
-    }
-
-    #[test]
-    fn replica_from_host_and_port() {
-        let cfg = Config {
-            database_url: "postgres://u@primary:5432/db".into(),
-            db_read_replica_host: Some("replica".into()),
-            db_read_replica_port: Some(5433),
-            ..Config::default()
-        };
-        assert_eq!(cfg.replica_db().unwrap().unwrap().url.expose(), "postgres://u@replica:5433/db");
-    }
 
     #[test]
     fn bad_values_name_the_variable() {

@@ -1,0 +1,265 @@
+//! Scale-out: the two-tier cache (hits, invalidation, single flight), rate limits, and two
+//! instances sharing one database and one (private, stoppable) Redis.
+
+use crate::{
+    catalog::product,
+    support::{RedisServer, TestApp, assert_problem},
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn create_product(app: &TestApp, token: &str, title: &str, price: i64) -> Value {
+    let sku = format!("S-{}", uuid::Uuid::now_v7().simple());
+    let res = app.post("/api/v1/admin/products", Some(token), product(title, &sku, price)).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json().await.unwrap()
+}
+
+/// A storefront GET as the client at `ip` (through the trusted local proxy).
+async fn get_as(app: &TestApp, ip: &str, path: &str) -> reqwest::Response {
+    app.req(Method::GET, path, None).header("x-forwarded-for", ip).send().await.unwrap()
+}
+
+/// A client address no other request used (limits are per client).
+fn fresh_ip() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+}
+
+async fn price_on(app: &TestApp, slug: &str) -> i64 {
+    let res = get_as(app, &fresh_ip(), &format!("/api/v1/products/{slug}")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let p: Value = res.json().await.unwrap();
+    p["variants"][0]["price"]["amount"].as_i64().unwrap()
+}
+
+async fn set_price(app: &TestApp, token: &str, p: &Value, amount: i64) {
+    let path = format!("/api/v1/admin/products/{}/variants/{}", p["id"].as_str().unwrap(), p["variants"][0]["id"].as_str().unwrap());
+    let res = app.patch(&path, Some(token), json!({"price": {"amount": amount, "currency": "EUR"}})).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+}
+
+fn trusting_localhost(c: &mut platform::Config) {
+    c.trusted_proxies = "127.0.0.1".into();
+}
+
+#[tokio::test]
+async fn cached_reads_cost_no_queries_and_every_write_is_seen() {
+    let app = TestApp::spawn_with(trusting_localhost).await;
+    let staff = app.admin_token().await;
+    let p = create_product(&app, &staff, "Cached Tee", 1500).await;
+    let slug = p["slug"].as_str().unwrap().to_owned();
+    let listing = "/api/v1/products?limit=5";
+
+    assert_eq!(price_on(&app, &slug).await, 1500);
+    let first: Value = app.get(listing, None).await.json().await.unwrap();
+    assert_eq!(first["data"][0]["variants"][0]["price"]["amount"], 1500);
+    let before = app.statements();
+    for _ in 0..5 {
+        assert_eq!(price_on(&app, &slug).await, 1500);
+        assert_eq!(app.get(listing, None).await.json::<Value>().await.unwrap(), first);
+        assert_eq!(app.get(&format!("/api/v1/products/{}", p["id"].as_str().unwrap()), None).await.status(), StatusCode::OK);
+    }
+    let id_fill = app.statements().0 - before.0;
+    let again = app.statements();
+    for _ in 0..5 {
+        app.get(&format!("/api/v1/products/{}", p["id"].as_str().unwrap()), None).await;
+        price_on(&app, &slug).await;
+        app.get(listing, None).await;
+    }
+    assert_eq!(app.statements(), again, "cached reads run no statement");
+    assert!(id_fill <= 3, "reading by id after by slug reuses the product entry ({id_fill} statements)");
+
+    // A price change is visible at once, on the page and in the listing.
+    set_price(&app, &staff, &p, 1700).await;
+    assert_eq!(price_on(&app, &slug).await, 1700);
+    let listed: Value = app.get(listing, None).await.json().await.unwrap();
+    assert_eq!(listed["data"][0]["variants"][0]["price"]["amount"], 1700);
+
+    // Stock that changes what the storefront shows (in stock -> out of stock) too.
+    let variant = p["variants"][0]["id"].as_str().unwrap();
+    let res =
+        app.post(&format!("/api/v1/admin/variants/{variant}/inventory"), Some(&staff), json!({"delta": -10, "reason": "count"})).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+    let page: Value = get_as(&app, "192.0.2.1", &format!("/api/v1/products/{slug}")).await.json().await.unwrap();
+    assert_eq!(page["variants"][0]["availability"], "out_of_stock");
+
+    // Unpublishing removes it from the page and the listing; a new category shows in the tree.
+    let res =
+        app.patch(&format!("/api/v1/admin/products/{}", p["id"].as_str().unwrap()), Some(&staff), json!({"status": "archived"})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(get_as(&app, "192.0.2.1", &format!("/api/v1/products/{slug}")).await.status(), StatusCode::NOT_FOUND);
+    let listed: Value = app.get(listing, None).await.json().await.unwrap();
+    assert!(listed["data"].as_array().unwrap().iter().all(|x| x["slug"] != slug.as_str()));
+    let tree: Value = app.get("/api/v1/categories", None).await.json().await.unwrap();
+    assert_eq!(tree["data"].as_array().unwrap().len(), 0);
+    app.post("/api/v1/admin/categories", Some(&staff), json!({"name": "Fresh"})).await;
+    let tree: Value = app.get("/api/v1/categories", None).await.json().await.unwrap();
+    assert_eq!(tree["data"][0]["slug"], "fresh");
+
+    // Counted per cache.
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("valuva_cache_requests_total{cache=\"product\",result=\"hit_local\"}"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_misses_for_one_product_makes_one_load() {
+    let app = TestApp::spawn().await;
+    let staff = app.admin_token().await;
+    let warm = create_product(&app, &staff, "Baseline", 900).await;
+    let cold = create_product(&app, &staff, "Burst", 900).await;
+
+    let before = app.statements();
+    assert_eq!(app.get(&format!("/api/v1/products/{}", warm["slug"].as_str().unwrap()), None).await.status(), StatusCode::OK);
+    let one_load = app.statements().0 - before.0;
+    assert!(one_load > 0);
+
+    let before = app.statements();
+    let path = format!("/api/v1/products/{}", cold["slug"].as_str().unwrap());
+    let burst: Vec<_> = (0..100)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url(&path));
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    for r in burst {
+        assert_eq!(r.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(app.statements().0 - before.0, one_load, "100 concurrent cold requests cost what one does");
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_headers_and_spare_probes() {
+    let app = TestApp::spawn_with(|c| {
+        trusting_localhost(c);
+        c.rate_limit_max_requests = 3;
+        c.rate_limit_window_ms = 60_000;
+        c.rate_limit_auth_max_requests = 2;
+    })
+    .await;
+    for i in 0..3 {
+        let res = get_as(&app, "198.51.100.1", "/api/v1/categories").await;
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+        assert_eq!(res.headers()["ratelimit-policy"], "\"default\";q=3;w=60");
+        assert_eq!(res.headers()["ratelimit"].to_str().unwrap().split(';').nth(1).unwrap(), format!("r={}", 2 - i));
+    }
+    let res = get_as(&app, "198.51.100.1", "/api/v1/categories").await;
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "retry after {retry}s (one request per 20 s)");
+    assert!(res.headers().contains_key("ratelimit"));
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another client is not affected; probes and metrics are never limited.
+    assert_eq!(get_as(&app, "198.51.100.2", "/api/v1/categories").await.status(), StatusCode::OK);
+    for path in ["/live", "/ready", "/health", "/metrics"] {
+        for _ in 0..5 {
+            assert_eq!(get_as(&app, "198.51.100.1", path).await.status(), StatusCode::OK, "{path}");
+        }
+    }
+    // X-Forwarded-For from an untrusted peer is ignored: the other app sees only 127.0.0.1.
+
+    // Login has its own, stricter limit per address.
+    let login = json!({"email": "nobody@example.com", "password": "wrong password here"});
+    for _ in 0..2 {
+        let res =
+            app.req(Method::POST, "/api/v1/auth/login", None).header("x-forwarded-for", "198.51.100.3").json(&login).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res =
+        app.req(Method::POST, "/api/v1/auth/login", None).header("x-forwarded-for", "198.51.100.3").json(&login).send().await.unwrap();
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn forwarded_for_is_ignored_from_untrusted_peers() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_max_requests = 2).await;
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(get_as(&app, ip, "/api/v1/categories").await.status(), StatusCode::OK);
+    }
+    // Both counted against 127.0.0.1: a client cannot escape its limit by inventing hops.
+    assert_eq!(get_as(&app, "203.0.113.3", "/api/v1/categories").await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Sends `n` GETs as `ip`, alternating between the instances; returns how many were 429.
+async fn spread(a: &TestApp, b: &TestApp, ip: &str, n: usize) -> usize {
+    let mut rejected = 0;
+    for i in 0..n {
+        let app = if i % 2 == 0 { a } else { b };
+        match get_as(app, ip, "/api/v1/categories").await.status() {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => rejected += 1,
+            s => panic!("unexpected {s}"),
+        }
+    }
+    rejected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_cache_invalidation_and_limits_and_survive_redis_loss() {
+    let mut redis = RedisServer::start();
+    const LIMIT: usize = 6;
+    let a = TestApp::spawn_with(|c| {
+        trusting_localhost(c);
+        c.redis_url = Some(platform::Secret::new(redis.url()));
+        c.rate_limit_max_requests = LIMIT as u32;
+        c.rate_limit_window_ms = 600_000;
+        // Long enough that only invalidation, never expiry, can explain a fresh read.
+        c.cache_local_ttl_ms = 600_000;
+    })
+    .await;
+    let b = a.sibling().await;
+    let staff = a.admin_token().await;
+    let p = create_product(&a, &staff, "Shared Hoodie", 5000).await;
+    let slug = p["slug"].as_str().unwrap().to_owned();
+
+    // A price change through A is what B serves on the very next request.
+    for (i, price) in [5100, 5200, 5300].into_iter().enumerate() {
+        let ip = format!("192.0.2.{}", 10 + i);
+        let res = get_as(&b, &ip, &format!("/api/v1/products/{slug}")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        set_price(&a, &staff, &p, price).await;
+        let page: Value = get_as(&b, &ip, &format!("/api/v1/products/{slug}")).await.json().await.unwrap();
+        assert_eq!(page["variants"][0]["price"]["amount"], price, "B is not stale");
+    }
+
+    // One limit across both instances: LIMIT + 3 requests, 3 rejected.
+    assert_eq!(spread(&a, &b, "198.51.100.20", LIMIT + 3).await, 3);
+
+    // Redis gone: both keep answering (tier 1, database, in-process limits).
+    redis.stop();
+    for i in 0..10 {
+        let ip = format!("198.51.100.{}", 100 + i);
+        for app in [&a, &b] {
+            let res = get_as(app, &ip, &format!("/api/v1/products/{slug}")).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(get_as(app, &ip, "/api/v1/products?limit=3").await.status(), StatusCode::OK);
+        }
+    }
+    set_price(&a, &staff, &p, 5400).await;
+    assert_eq!(price_on(&a, &slug).await, 5400, "the writer sees its change without Redis");
+    let health: Value = a.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["redis"]["status"], "unhealthy");
+
+    // Redis back: limits are shared again (in-process fallback would allow 2 × LIMIT).
+    redis.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut round = 0;
+    loop {
+        round += 1;
+        let ip = format!("198.51.100.{}", 200 + round);
+        if spread(&a, &b, &ip, LIMIT + 2).await == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "shared limits never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // And B, which missed the price change while Redis was away, serves it now.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while price_on(&b, &slug).await != 5400 {
+        assert!(std::time::Instant::now() < deadline, "B never caught up after Redis returned");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let health: Value = b.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["redis"]["status"], "healthy");
+}
