@@ -21,13 +21,12 @@ use axum::{
     response::IntoResponse,
 };
 use problem::ApiError;
-use routes::{admin, admin_catalog as ac, admin_orders as ao, auth, carts, catalog, me, ops, webhooks};
+use routes::{admin, admin_catalog as ac, admin_orders as ao, auth, carts, catalog, jobs, me, ops, webhooks};
 use std::time::Duration;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
     cors::{AllowOrigin, CorsLayer},
-    set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
 };
 use utoipa::{
@@ -111,6 +110,10 @@ fn api(with_metrics: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(ao::refund))
         .routes(routes!(ao::zones, ao::create_zone))
         .routes(routes!(ao::zone, ao::patch_zone, ao::delete_zone))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::subscribe))
         .routes(routes!(webhooks::stripe))
         .routes(routes!(webhooks::shopify))
 }
@@ -144,7 +147,7 @@ pub fn metrics_router(state: AppState) -> Router {
 pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let timeout = Duration::from_millis(state.config.request_timeout_ms);
     let cors = cors(&state.config);
-    let mut r = router
+    let r = router
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
@@ -153,10 +156,8 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred").into_response()
         }))
         .layer(from_fn_with_state(state.clone(), client::identify_limit_route))
-        .layer(from_fn(problem::render));
-    for (name, value) in security::HEADERS {
-        r = r.layer(SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value)));
-    }
+        .layer(from_fn(problem::render))
+        .layer(from_fn(security::headers));
     r.layer(CompressionLayer::new()).layer(cors).layer(from_fn(middleware::request_id_and_log))
 }
 

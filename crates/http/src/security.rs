@@ -20,3 +20,17 @@ pub const HEADERS: &[(&str, &str)] = &[
     ("x-permitted-cross-domain-policies", "none"),
     ("x-xss-protection", "0"),
 ];
+
+/// Adds every header above that the handler did not set: one middleware rather than a layer
+/// per header (each layer is cloned and allocated for every request).
+pub async fn headers(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    for (name, value) in HEADERS {
+        let name = axum::http::HeaderName::from_static(name);
+        if !h.contains_key(&name) {
+            h.insert(name, axum::http::HeaderValue::from_static(value));
+        }
+    }
+    res
+}

@@ -18,9 +18,21 @@ use std::{
 };
 use store::Db;
 
-/// Everything a handler may need, built once by the binary and passed in. Cheap to clone.
+/// Everything a handler may need, built once by the binary and passed in. Cloning is one
+/// reference count: axum clones the state for every extractor and middleware of every request,
+/// and a deep clone (every service's pool handle, the token validator's sets) cost more than
+/// serving `/live` itself.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub config: Arc<Config>,
     pub db: Db,
     pub identity: IdentityService,
@@ -29,6 +41,8 @@ pub struct AppState {
     pub carts: CartService,
     pub shipping: ShippingService,
     pub orders: OrderService,
+    pub jobs: services::jobs::JobService,
+    pub stock_alerts: services::notifications::stock_alerts::StockAlerts,
     pub cursors: CursorCodec,
     /// Absent without `REDIS_URL`.
     pub redis: Option<platform::redis::Redis>,
@@ -38,10 +52,10 @@ pub struct AppState {
     pub recent_writers: moka::sync::Cache<String, ()>,
     pub started: Instant,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    shutting_down: Arc<AtomicBool>,
+    shutting_down: AtomicBool,
     /// Set once every migration this binary knows is applied (it stays so), so probes stop
     /// asking.
-    schema_current: Arc<AtomicBool>,
+    schema_current: AtomicBool,
 }
 
 impl AppState {
@@ -97,7 +111,9 @@ impl AppState {
             .max_capacity(100_000)
             .time_to_live(std::time::Duration::from_millis(config.read_your_writes_ms.max(1)))
             .build();
-        Ok(Self {
+        let jobs = services::jobs::JobService::new(db.clone(), cursors.clone());
+        let stock_alerts = services::notifications::stock_alerts::StockAlerts::new(db.clone());
+        Ok(Self(Arc::new(AppStateInner {
             config,
             db,
             identity,
@@ -106,6 +122,8 @@ impl AppState {
             carts,
             shipping,
             orders,
+            jobs,
+            stock_alerts,
             cursors,
             redis,
             limiter,
@@ -113,9 +131,9 @@ impl AppState {
             recent_writers,
             started: Instant::now(),
             metrics: platform::metrics::install(),
-            shutting_down: Arc::new(AtomicBool::new(false)),
-            schema_current: Arc::new(AtomicBool::new(false)),
-        })
+            shutting_down: AtomicBool::new(false),
+            schema_current: AtomicBool::new(false),
+        })))
     }
 
     /// From now on `/ready` answers 503 so load balancers drain this instance.

@@ -72,6 +72,8 @@ impl Invalidation {
 #[derive(Serialize, Deserialize)]
 struct Message {
     origin: String,
+    /// Receivers acknowledge under this id once applied (see [`Cache::invalidate`]).
+    id: String,
     #[serde(flatten)]
     what: Invalidation,
 }
@@ -188,8 +190,11 @@ impl Cache {
         let Some(redis) = &self.inner.redis else { return };
         let mut all = std::mem::take(&mut *self.inner.pending.lock().expect("pending lock"));
         all.merge(what);
-        if !self.inner.publish(redis, &all).await {
-            self.inner.pending.lock().expect("pending lock").merge(all);
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        match self.inner.publish(redis, &id, &all).await {
+            Some(receivers) if receivers > 0 => self.inner.await_acks(redis, &id, receivers).await,
+            Some(_) => {}
+            None => self.inner.pending.lock().expect("pending lock").merge(all),
         }
     }
 
@@ -233,8 +238,10 @@ impl Inner {
     }
 
     /// Bumps the epoch and generations, deletes the keys and broadcasts, atomically.
-    async fn publish(&self, redis: &Redis, what: &Invalidation) -> bool {
-        let message = serde_json::to_string(&Message { origin: self.origin.clone(), what: what.clone() }).expect("serialisable");
+    /// Returns how many subscribers received the message (`None`: Redis unreachable).
+    async fn publish(&self, redis: &Redis, id: &str, what: &Invalidation) -> Option<i64> {
+        let message =
+            serde_json::to_string(&Message { origin: self.origin.clone(), id: id.to_owned(), what: what.clone() }).expect("serialisable");
         let gens: Vec<String> = what.spaces.iter().map(|s| redis.key(&format!("c:{s}:gen"))).collect();
         let dels: Vec<String> = what.keys.iter().map(|(s, k)| redis.key(&format!("c:{s}:k:{k}"))).collect();
         let script = &self.scripts.invalidate;
@@ -247,9 +254,36 @@ impl Inner {
                 async move { inv.invoke_async::<i64>(&mut c).await }
             })
             .await
-            .is_some()
+    }
+
+    /// Waits (briefly, bounded) until `receivers` instances applied invalidation `id`, so the
+    /// writer's response goes out only when no instance can still serve the old copy.
+    async fn await_acks(&self, redis: &Redis, id: &str, receivers: i64) {
+        let key = redis.key(&format!("c:ack:{id}"));
+        let deadline = Instant::now() + ACK_WAIT;
+        loop {
+            let acked: Option<i64> = redis
+                .call("cache_ack_wait", |mut c| {
+                    let key = key.clone();
+                    async move { redis::cmd("LLEN").arg(key).query_async(&mut c).await }
+                })
+                .await;
+            match acked {
+                Some(n) if n >= receivers => return,
+                None => return,
+                _ if Instant::now() >= deadline => {
+                    tracing::debug!(id, receivers, "not every instance acknowledged a cache invalidation in time");
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
     }
 }
+
+/// How long a write waits for other instances to drop their copies. A healthy instance takes
+/// well under a millisecond; a stuck one must not stall writes for long.
+const ACK_WAIT: Duration = Duration::from_millis(250);
 
 /// Applies other instances' invalidations until the cache is dropped; reconnects with backoff.
 async fn subscribe(inner: std::sync::Weak<Inner>) {
@@ -272,7 +306,8 @@ async fn subscribe(inner: std::sync::Weak<Inner>) {
             connected_before = true;
             // Our own invalidations that could not reach Redis while it was away.
             let pending = std::mem::take(&mut *strong.pending.lock().expect("pending lock"));
-            if !pending.is_empty() && !strong.publish(&redis, &pending).await {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            if !pending.is_empty() && strong.publish(&redis, &id, &pending).await.is_none() {
                 strong.pending.lock().expect("pending lock").merge(pending);
             }
             drop(strong);
@@ -283,6 +318,14 @@ async fn subscribe(inner: std::sync::Weak<Inner>) {
                 if m.origin != strong.origin {
                     strong.apply_local(&m.what).await;
                 }
+                // Every receiver (the sender's own subscription too) acknowledges.
+                let key = redis.key(&format!("c:ack:{}", m.id));
+                let _: Option<()> = redis
+                    .call("cache_ack", |mut c| {
+                        let key = key.clone();
+                        async move { redis::pipe().rpush(&key, 1).ignore().pexpire(&key, 10_000).ignore().query_async(&mut c).await }
+                    })
+                    .await;
             }
             tracing::warn!("cache invalidation channel lost; retrying");
         }

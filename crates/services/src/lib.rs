@@ -9,6 +9,7 @@ pub mod error;
 pub mod idempotency;
 pub mod identity;
 pub mod inventory;
+pub mod jobs;
 pub mod notifications;
 pub mod orders;
 pub mod outbox;

@@ -19,3 +19,55 @@ pub async fn emit<C: ConnectionTrait>(conn: &C, topic: &str, aggregate_id: Uuid,
     outbox_events::Entity::insert(row).exec_without_returning(conn).await?;
     Ok(())
 }
+
+/// Jobs an event leads to (besides the fan-outs in [`dispatch`]).
+fn jobs_for(topic: &str, aggregate: Option<Uuid>) -> Vec<crate::jobs::NewJob> {
+    use crate::jobs::NewJob;
+    let Some(id) = aggregate else { return Vec::new() };
+    match topic {
+        "order.created" => vec![NewJob::new(crate::notifications::jobs::ORDER_CONFIRMATION, serde_json::json!({"order_id": id}))],
+        "order.shipped" => vec![NewJob::new(crate::notifications::jobs::SHIPPING_NOTICE, serde_json::json!({"order_id": id}))],
+        "variant.low_stock" => vec![NewJob::new(crate::notifications::jobs::LOW_STOCK, serde_json::json!({"variant_id": id}))],
+        _ => Vec::new(),
+    }
+}
+
+/// Turns pending events into jobs, in one transaction per batch: an event is marked
+/// dispatched exactly when its jobs exist, so a crash anywhere loses nothing (and the
+/// events' dedupe keys make a re-dispatch enqueue nothing twice). Returns events handled.
+pub async fn dispatch(db: &store::Db, limit: u64) -> ServiceResult<usize> {
+    use sea_orm::{
+        ColumnTrait, QueryFilter, QueryOrder, QuerySelect,
+        sea_query::{LockBehavior, LockType},
+    };
+    let tx = db.begin().await?;
+    let events = outbox_events::Entity::find()
+        .filter(outbox_events::Column::DispatchedAt.is_null())
+        .order_by_asc(outbox_events::Column::CreatedAt)
+        .order_by_asc(outbox_events::Column::Id)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(&tx)
+        .await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    for e in &events {
+        for job in jobs_for(&e.topic, e.aggregate_id) {
+            let key = format!("{}:{}", e.id, job.kind);
+            crate::jobs::enqueue(&tx, job.dedupe(key)).await?;
+        }
+        if e.topic == "variant.back_in_stock"
+            && let Some(variant) = e.aggregate_id
+        {
+            crate::notifications::stock_alerts::fan_out(&tx, variant).await?;
+        }
+    }
+    outbox_events::Entity::update_many()
+        .col_expr(outbox_events::Column::DispatchedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(outbox_events::Column::Id.is_in(events.iter().map(|e| e.id)))
+        .exec(&tx)
+        .await?;
+    tx.commit().await?;
+    Ok(events.len())
+}

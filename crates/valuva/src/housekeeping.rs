@@ -1,27 +1,22 @@
-//! Periodic background work, run in every instance (each task is safe to run concurrently on
-//! several instances): seal the audit chain, expire unpaid orders, purge old idempotency keys
-//! and abandoned carts. Stops at a safe point (between rounds) on shutdown.
+//! The one periodic task that runs every second in every instance rather than as a scheduled
+//! job: sealing the audit chain (safe concurrently on several instances). Reservation expiry
+//! and the purges are scheduled jobs (see `jobs.rs`). Stops between rounds on shutdown.
 
 use http_api::AppState;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Purges run once per this many rounds.
-const PURGE_EVERY: u64 = 300;
 
 pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_millis(state.config.housekeeping_interval_ms.max(50));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut round: u64 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
-            run_once(&state, round.is_multiple_of(PURGE_EVERY)).await;
-            round += 1;
+            run_once(&state).await;
         }
     })
 }
@@ -38,11 +33,6 @@ fn outcome<T, E: std::fmt::Display>(task: &'static str, r: Result<T, E>) {
 }
 
 /// One round; errors are logged and retried next round.
-pub async fn run_once(state: &AppState, purge: bool) {
+pub async fn run_once(state: &AppState) {
     outcome("audit_seal", services::audit::seal(&state.db).await);
-    outcome("order_expiry", state.orders.expire_overdue().await);
-    if purge {
-        outcome("idempotency_purge", services::idempotency::purge_older_than(&state.db, chrono::TimeDelta::hours(24)).await);
-        outcome("cart_purge", state.carts.purge_expired().await);
-    }
 }

@@ -2,13 +2,13 @@
 //! `main.rs` is the CLI; integration tests call [`Application::build`] directly.
 
 pub mod housekeeping;
+pub mod jobs;
 
 use anyhow::Context;
 use http_api::AppState;
 use platform::{Config, Secret, config::Backend};
 use services::{
     identity::{IdentityService, TokenIssuer, TokenSettings},
-    notifications::Mailer,
     pagination::CursorCodec,
 };
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -70,8 +70,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         secret.expose().as_bytes(),
         TokenSettings { access_ttl_seconds: config.access_token_ttl_seconds, refresh_ttl_days: config.refresh_token_ttl_days },
     );
-    let mailer = Mailer::outbox(&config.email_outbox_dir, &config.email_from);
-    let identity = IdentityService::new(db.clone(), tokens, mailer, config.password_reset_ttl_minutes);
+    let identity = IdentityService::new(db.clone(), tokens, config.password_reset_ttl_minutes);
     let cursors = CursorCodec::new(secret.expose().as_bytes());
     let seed = config.seed_on_startup.unwrap_or(fresh_sqlite);
     let redis = match &config.redis_url {
@@ -140,6 +139,7 @@ impl Application {
             let _ = stop_tx.send(true);
         };
         let background = housekeeping::spawn(state.clone(), stop_rx.clone());
+        let worker = if state.config.worker_enabled { Some(jobs::spawn(&state, stop_rx.clone())?) } else { None };
         if let Some(listener) = self.metrics_listener {
             let mut stop = stop_rx.clone();
             let metrics = axum::serve(listener, http_api::metrics_router(state.clone())).with_graceful_shutdown(async move {
@@ -156,6 +156,10 @@ impl Application {
             Err(_) => tracing::warn!(seconds = grace.as_secs(), "shutdown grace period over; dropping remaining connections"),
         }
         let _ = tokio::time::timeout(grace, background).await;
+        if let Some(w) = worker {
+            // A job cut short here is not lost: its lease lapses and another worker runs it.
+            let _ = tokio::time::timeout(grace, w).await;
+        }
         state.db.clone().close().await;
         tracing::info!("stopped");
         Ok(())

@@ -3,6 +3,12 @@ use clap::{Parser, Subcommand};
 use platform::Config;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: measurably faster for the many small, short-lived
+/// allocations of request handling, and it returns memory instead of fragmenting arenas
+/// (glibc grew the server to 440 MB under the benchmark's load).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Valuva: a headless e-commerce backend. Configuration comes from the environment (and an
 /// optional `.env`); see the README for every variable.
 #[derive(Parser)]
@@ -16,6 +22,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Run background jobs only (outbox dispatch, email, housekeeping) until SIGTERM.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the OpenAPI document as JSON.
@@ -117,6 +125,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let app = valuva::Application::build(config).await?;
             tracing::info!(addr = %app.local_addr(), "serving");
             app.run_until(valuva::shutdown_signal()).await?;
+        }
+        Command::Worker => {
+            let state = valuva::build_state(config).await?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let sealing = valuva::housekeeping::spawn(state.clone(), stop_rx.clone());
+            let worker = valuva::jobs::spawn(&state, stop_rx)?;
+            tracing::info!("worker running");
+            valuva::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            let grace = std::time::Duration::from_secs(state.config.shutdown_timeout_seconds);
+            let _ = tokio::time::timeout(grace, async { tokio::join!(worker, sealing) }).await;
+            state.db.clone().close().await;
+            tracing::info!("worker stopped");
         }
         Command::Migrate => {
             let db = valuva::connect_db(&config).await?;

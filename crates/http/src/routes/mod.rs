@@ -4,6 +4,7 @@ pub mod admin_orders;
 pub mod auth;
 pub mod carts;
 pub mod catalog;
+pub mod jobs;
 pub mod me;
 pub mod ops;
 pub mod webhooks;

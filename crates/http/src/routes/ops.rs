@@ -141,6 +141,13 @@ pub async fn metrics(
             metrics::gauge!("valuva_db_pool_connections", "pool" => pool, "state" => "max").set(s.max as f64);
         }
     }
+    // Queue depth, read at scrape time (indexed by status).
+    if let Ok(depth) = state.jobs.depth().await {
+        for status in ["queued", "running", "dead"] {
+            let n = depth.iter().find(|(s, _)| s == status).map(|(_, n)| *n).unwrap_or(0);
+            metrics::gauge!("valuva_jobs", "status" => status).set(n as f64);
+        }
+    }
     if let Some(rss) = platform::metrics::rss_bytes() {
         metrics::gauge!("valuva_process_resident_memory_bytes").set(rss as f64);
     }

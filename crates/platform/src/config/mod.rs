@@ -74,8 +74,23 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub shutdown_timeout_seconds: u64,
     pub audit_retention_days: u32,
-    /// Until SMTP lands, emails are written here as .eml files.
+    /// Without SMTP_URL, emails are written here as .eml files.
     pub email_outbox_dir: String,
+    /// `smtp://user:pass@host:port` (STARTTLS with `?tls=required`) or `smtps://…`.
+    #[serde(skip_serializing)]
+    pub smtp_url: Option<Secret>,
+    /// Run the job worker inside `serve` (turn off when `valuva worker` processes run apart).
+    pub worker_enabled: bool,
+    /// How often an idle worker looks for due jobs.
+    pub job_poll_ms: u64,
+    /// A claimed job's lease; renewed while it runs, taken over by another worker when it lapses.
+    pub job_lease_seconds: u64,
+    /// First retry delay of a failed job (doubling per attempt, jittered, at most an hour).
+    pub job_retry_base_ms: u64,
+    /// Jobs one worker claims and runs at once.
+    pub job_concurrency: u64,
+    /// Succeeded jobs are deleted after this many days.
+    pub job_retention_days: u64,
     pub email_from: String,
     /// Storefront shows "low stock" at or below this many units.
     pub low_stock_threshold: i64,
@@ -170,6 +185,13 @@ impl Default for Config {
             shutdown_timeout_seconds: 30,
             audit_retention_days: 365,
             email_outbox_dir: "outbox".into(),
+            smtp_url: None,
+            worker_enabled: true,
+            job_poll_ms: 500,
+            job_lease_seconds: 30,
+            job_retry_base_ms: 1_000,
+            job_concurrency: 8,
+            job_retention_days: 7,
             email_from: "Valuva <no-reply@localhost>".into(),
             low_stock_threshold: 5,
             expose_stock_counts: false,

@@ -20,6 +20,9 @@ impl Config {
             ("RATE_LIMIT_AUTH_MAX_REQUESTS", self.rate_limit_auth_max_requests.into()),
             ("REDIS_TIMEOUT_MS", self.redis_timeout_ms),
             ("CACHE_LOCAL_TTL_MS", self.cache_local_ttl_ms),
+            ("JOB_POLL_MS", self.job_poll_ms),
+            ("JOB_LEASE_SECONDS", self.job_lease_seconds),
+            ("JOB_CONCURRENCY", self.job_concurrency),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((var, _)) => Err(invalid(var, "must be greater than 0")),

@@ -51,6 +51,11 @@ impl CatalogCache {
         Self { cache, db, low_stock, expose_stock }
     }
 
+    /// `LOW_STOCK_THRESHOLD`.
+    pub fn low_stock(&self) -> i64 {
+        self.low_stock
+    }
+
     pub fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref()
     }

@@ -144,6 +144,8 @@ pub(super) async fn insert_variant<C: ConnectionTrait>(
             reason: "initial stock",
             stock_after: v.stock,
             order_id: None,
+            // A new variant's stock alerts nobody.
+            low_stock: 0,
         };
         inventory::record_movement(conn, meta, m).await?;
     }

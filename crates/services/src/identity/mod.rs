@@ -12,7 +12,6 @@ pub use sessions::AuthSession;
 pub use tokens::{TokenIssuer, TokenSettings};
 pub use users::{ProfilePatch, UserView};
 
-use crate::notifications::Mailer;
 use store::Db;
 
 /// Entry point of the identity context. Cheap to clone.
@@ -20,16 +19,15 @@ use store::Db;
 pub struct IdentityService {
     db: Db,
     tokens: TokenIssuer,
-    mailer: Mailer,
     reset_ttl: chrono::TimeDelta,
     /// Verified against when the email is unknown, so both failures cost one argon2 run.
     dummy_hash: std::sync::Arc<str>,
 }
 
 impl IdentityService {
-    pub fn new(db: Db, tokens: TokenIssuer, mailer: Mailer, reset_ttl_minutes: u64) -> Self {
+    pub fn new(db: Db, tokens: TokenIssuer, reset_ttl_minutes: u64) -> Self {
         let dummy_hash = password::hash_blocking("valuva-timing-equaliser").expect("argon2 with default params hashes").into();
-        Self { db, tokens, mailer, reset_ttl: chrono::TimeDelta::minutes(reset_ttl_minutes as i64), dummy_hash }
+        Self { db, tokens, reset_ttl: chrono::TimeDelta::minutes(reset_ttl_minutes as i64), dummy_hash }
     }
 
     pub fn tokens(&self) -> &TokenIssuer {

@@ -189,12 +189,11 @@ impl IdentityService {
         .await?;
         let change = Change::new(AuditAction::Update, "user", user.id).new_values(serde_json::json!({"password_reset_requested": true}));
         audit::record(&tx, meta, change).await?;
+        // Sent by a job, committed with the token: never on this request's path.
+        let payload = serde_json::json!({"to": email.as_str(), "token": token, "valid_minutes": self.reset_ttl.num_minutes()});
+        crate::jobs::enqueue(&tx, crate::jobs::NewJob::new(crate::notifications::jobs::PASSWORD_RESET, payload).max_attempts(5)).await?;
         tx.commit().await?;
-        let body = format!(
-            "Someone asked to reset the password of your account.\n\nYour reset token: {token}\n\nIt is valid for {} minutes and can be used once. If this was not you, ignore this message.\n",
-            self.reset_ttl.num_minutes()
-        );
-        self.mailer.send(email.as_str(), "Reset your password", &body).await
+        Ok(())
     }
 
     pub async fn reset_password(&self, meta: &RequestMeta, token: &str, new_password: &str) -> ServiceResult<()> {

@@ -66,6 +66,8 @@ pub struct Movement<'a> {
     /// Available stock after the change.
     pub stock_after: i64,
     pub order_id: Option<Uuid>,
+    /// Falling to this many units or fewer alerts staff.
+    pub low_stock: i64,
 }
 
 pub async fn record_movement<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, m: Movement<'_>) -> ServiceResult<Uuid> {
@@ -84,6 +86,15 @@ pub async fn record_movement<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, m
     }
     .insert(conn)
     .await?;
+    // Crossings become domain events, in this transaction: back in stock (subscribers are
+    // emailed) and low stock (staff are).
+    let before = m.stock_after - m.delta;
+    if before <= 0 && m.stock_after > 0 && !matches!(m.kind, Kind::Initial) {
+        crate::outbox::emit(conn, "variant.back_in_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
+    }
+    if before > m.low_stock && m.stock_after <= m.low_stock {
+        crate::outbox::emit(conn, "variant.low_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
+    }
     Ok(id)
 }
 
@@ -160,8 +171,16 @@ impl InventoryService {
                     format!("only {} units in stock; cannot remove {}", row.stock, delta.unsigned_abs()),
                 ));
             }
-            let movement =
-                Movement { variant_id, delta, reserved_delta: 0, kind: Kind::Adjustment, reason, stock_after: row.stock, order_id: None };
+            let movement = Movement {
+                variant_id,
+                delta,
+                reserved_delta: 0,
+                kind: Kind::Adjustment,
+                reason,
+                stock_after: row.stock,
+                order_id: None,
+                low_stock: self.catalog.low_stock(),
+            };
             let movement_id = record_movement(&tx, meta, movement).await?;
             let result = Adjustment { variant_id, stock: row.stock, movement_id };
             let change = Change::new(AuditAction::Inventory, "variant", variant_id)

@@ -286,6 +286,7 @@ impl OrderService {
                 reason: "checkout",
                 stock_after: v.stock - q,
                 order_id: Some(order_id),
+                low_stock: self.catalog.low_stock(),
             };
             inventory::record_movement(tx, meta, m).await?;
         }

@@ -112,7 +112,7 @@ impl OrderService {
         if ok == 0 {
             return Err(ServiceError::conflict("refund_exceeds_captured", "refunds would exceed the captured amount"));
         }
-        let restocked = restock_units(tx, meta, order, restock).await?;
+        let restocked = restock_units(tx, meta, order, restock, self.catalog.low_stock()).await?;
         let payment = payments::Entity::find()
             .filter(payments::Column::OrderId.eq(order.id))
             .one(tx)
@@ -233,6 +233,7 @@ pub(super) async fn restock_units(
     meta: &RequestMeta,
     order: &orders::Model,
     restock: Restock,
+    low_stock: i64,
 ) -> ServiceResult<bool> {
     let lines = order_lines::Entity::find().filter(order_lines::Column::OrderId.eq(order.id)).all(tx).await?;
     let wanted: Vec<(order_lines::Model, i32)> = match &restock {
@@ -272,7 +273,7 @@ pub(super) async fn restock_units(
     let wanted: Vec<_> = wanted.into_iter().filter(|(_, q)| *q > 0).collect();
     let restocked = !wanted.is_empty();
     for (l, back) in wanted {
-        move_stock(tx, meta, order.id, l.variant_id, back as i64, 0, Kind::Restock).await?;
+        move_stock(tx, meta, order.id, l.variant_id, (back as i64, 0), Kind::Restock, low_stock).await?;
         let ok = order_lines::Entity::update_many()
             .col_expr(order_lines::Column::RestockedQuantity, Expr::col(order_lines::Column::RestockedQuantity).add(back))
             .filter(order_lines::Column::Id.eq(l.id))

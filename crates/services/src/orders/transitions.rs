@@ -48,9 +48,9 @@ pub(super) async fn move_stock(
     meta: &RequestMeta,
     order: Uuid,
     variant: Uuid,
-    delta: i64,
-    reserved_delta: i64,
+    (delta, reserved_delta): (i64, i64),
     kind: Kind,
+    low_stock: i64,
 ) -> ServiceResult<()> {
     variants::Entity::update_many()
         .col_expr(variants::Column::Stock, Expr::col(variants::Column::Stock).add(delta))
@@ -74,7 +74,7 @@ pub(super) async fn move_stock(
     inventory::record_movement(
         tx,
         meta,
-        Movement { variant_id: variant, delta, reserved_delta, kind, reason, stock_after: stock, order_id: Some(order) },
+        Movement { variant_id: variant, delta, reserved_delta, kind, reason, stock_after: stock, order_id: Some(order), low_stock },
     )
     .await?;
     Ok(())
@@ -113,7 +113,7 @@ impl OrderService {
         match (from, event) {
             (OrderStatus::PendingPayment, OrderEvent::Pay) => {
                 for l in &lines {
-                    move_stock(tx, meta, order.id, l.variant_id, 0, -(l.quantity as i64), Kind::Sale).await?;
+                    move_stock(tx, meta, order.id, l.variant_id, (0, -(l.quantity as i64)), Kind::Sale, self.catalog.low_stock()).await?;
                 }
                 payments::Entity::update_many()
                     .col_expr(payments::Column::Status, Expr::value("succeeded"))
@@ -126,7 +126,7 @@ impl OrderService {
                 let kind = if event == OrderEvent::Expire { Kind::Expiry } else { Kind::Cancellation };
                 for l in &lines {
                     let q = l.quantity as i64;
-                    move_stock(tx, meta, order.id, l.variant_id, q, -q, kind).await?;
+                    move_stock(tx, meta, order.id, l.variant_id, (q, -q), kind, self.catalog.low_stock()).await?;
                 }
                 payments::Entity::update_many()
                     .col_expr(payments::Column::Status, Expr::value("cancelled"))
@@ -152,7 +152,7 @@ impl OrderService {
                     .await?;
                 } else {
                     // Nothing to pay back (a free order, or already refunded): only restock.
-                    super::refunds::restock_units(tx, meta, &order, super::refunds::Restock::All).await?;
+                    super::refunds::restock_units(tx, meta, &order, super::refunds::Restock::All, self.catalog.low_stock()).await?;
                 }
             }
             _ => {}

@@ -7,6 +7,7 @@ mod m0001_identity_audit;
 mod m0002_catalog;
 mod m0003_orders;
 mod m0004_webhooks;
+mod m0005_jobs;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_catalog::Migration),
             Box::new(m0003_orders::Migration),
             Box::new(m0004_webhooks::Migration),
+            Box::new(m0005_jobs::Migration),
         ]
     }
 }

@@ -107,7 +107,15 @@ async fn password_reset_by_emailed_single_use_token() {
         app.post("/api/v1/auth/password/forgot", None, json!({"email": "forgetful@example.com"})).await.status(),
         StatusCode::ACCEPTED
     );
-    let mail = std::fs::read_dir(app.outbox()).unwrap().next().unwrap().unwrap().path();
+    // Sent by the background worker: wait for the file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mail = loop {
+        if let Some(Ok(e)) = std::fs::read_dir(app.outbox()).ok().and_then(|mut d| d.next()) {
+            break e.path();
+        }
+        assert!(std::time::Instant::now() < deadline, "no email in the outbox");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let text = std::fs::read_to_string(mail).unwrap();
     assert!(text.contains("To: forgetful@example.com"));
     let token = text.lines().find_map(|l| l.strip_prefix("Your reset token: ")).unwrap().trim().to_owned();

@@ -13,6 +13,8 @@ mod catalog_input;
 mod cli;
 mod errors;
 mod inventory;
+mod jobs;
+mod mail;
 mod me;
 mod ops;
 mod orders;

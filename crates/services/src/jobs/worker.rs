@@ -1,0 +1,262 @@
+//! Claims due jobs and runs them. Several workers (in-process or `valuva worker`, on any
+//! number of machines) share one queue: a claim is one conditional update, a running job's
+//! lease is renewed while it runs, and only the holder of the latest claim records the outcome.
+
+use super::{DEAD, QUEUED, RUNNING, SUCCEEDED};
+
+use crate::ServiceResult;
+use chrono::{TimeDelta, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, Order, QueryFilter,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
+};
+use std::{collections::HashMap, sync::Arc, time::Duration};
+use store::{Db, entities::jobs};
+
+/// Why a job failed; `retry: false` sends it straight to the dead-letter list.
+#[derive(Debug)]
+pub struct JobError {
+    pub message: String,
+    pub retry: bool,
+}
+
+impl JobError {
+    pub fn retry(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), retry: true }
+    }
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), retry: false }
+    }
+}
+
+impl From<crate::ServiceError> for JobError {
+    fn from(e: crate::ServiceError) -> Self {
+        use crate::ServiceError as E;
+        let retry = matches!(e, E::Unavailable { .. } | E::Contention(_) | E::Internal(_));
+        Self { message: e.to_string(), retry }
+    }
+}
+
+/// What a job kind does with its payload.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync {
+    async fn run(&self, payload: serde_json::Value) -> Result<(), JobError>;
+}
+
+/// Handlers by job kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    pub fn with(mut self, kind: &'static str, handler: impl Handler + 'static) -> Self {
+        self.handlers.insert(kind, Arc::new(handler));
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub lease: Duration,
+    /// Jobs claimed (and run concurrently) per round.
+    pub batch: u64,
+    /// First retry delay; attempt n waits about base·2^(n-1) (jittered), at most an hour.
+    pub retry_base: Duration,
+}
+
+/// One claimed job: the claim count fences its outcome.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: jobs::Model,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    db: Db,
+    registry: Arc<Registry>,
+    settings: WorkerSettings,
+    pub id: String,
+}
+
+impl Worker {
+    pub fn new(db: Db, registry: Registry, settings: WorkerSettings) -> Self {
+        let id = format!("{}-{}", hostname(), &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        Self { db, registry: Arc::new(registry), settings, id }
+    }
+
+    /// Claims up to `batch` due jobs: queued ones whose time has come, and running ones whose
+    /// worker stopped renewing its lease.
+    pub async fn claim(&self) -> ServiceResult<Vec<Claim>> {
+        let now = Utc::now();
+        let due = Query::select()
+            .column(jobs::Column::Id)
+            .from(jobs::Entity)
+            .cond_where(
+                Condition::any()
+                    .add(Condition::all().add(jobs::Column::Status.eq(QUEUED)).add(jobs::Column::RunAt.lte(now)))
+                    .add(Condition::all().add(jobs::Column::Status.eq(RUNNING)).add(jobs::Column::LockedUntil.lt(now))),
+            )
+            .order_by(jobs::Column::RunAt, Order::Asc)
+            .limit(self.settings.batch)
+            // PostgreSQL: concurrent workers skip each other's rows; SQLite has one writer.
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .to_owned();
+        let lease = now + TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30));
+        let tx = self.db.begin().await?;
+        let claimed = jobs::Entity::update_many()
+            .col_expr(jobs::Column::Status, Expr::value(RUNNING))
+            .col_expr(jobs::Column::LockedBy, Expr::value(self.id.clone()))
+            .col_expr(jobs::Column::LockedUntil, Expr::value(lease))
+            .col_expr(jobs::Column::Attempts, Expr::col(jobs::Column::Attempts).add(1))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(jobs::Column::Id.in_subquery(due))
+            .exec_with_returning(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(claimed.into_iter().map(|job| Claim { job }).collect())
+    }
+
+    /// Only the latest claimant of a job can change it.
+    fn fenced(&self, c: &Claim) -> Condition {
+        Condition::all()
+            .add(jobs::Column::Id.eq(c.job.id))
+            .add(jobs::Column::Status.eq(RUNNING))
+            .add(jobs::Column::LockedBy.eq(self.id.clone()))
+            .add(jobs::Column::Attempts.eq(c.job.attempts))
+    }
+
+    /// Records success; false when this worker no longer holds the job (it lost the lease and
+    /// another worker took over).
+    pub async fn complete(&self, c: &Claim) -> ServiceResult<bool> {
+        let now = Utc::now();
+        let done = jobs::Entity::update_many()
+            .col_expr(jobs::Column::Status, Expr::value(SUCCEEDED))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .col_expr(jobs::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .filter(self.fenced(c))
+            .exec(self.db.primary())
+            .await?;
+        Ok(done.rows_affected == 1)
+    }
+
+    /// Records a failure: back to the queue after a backoff, or dead.
+    pub async fn fail(&self, c: &Claim, e: &JobError) -> ServiceResult<bool> {
+        let now = Utc::now();
+        let dead = !e.retry || c.job.attempts >= c.job.max_attempts;
+        let exp = (c.job.attempts - 1).clamp(0, 16) as u32;
+        let cap = self.settings.retry_base.saturating_mul(1 << exp).min(Duration::from_secs(3600));
+        // Half fixed, half random: spread retries without ever retrying at once.
+        let delay = cap / 2 + Duration::from_millis(rand::random::<u64>() % (cap.as_millis() as u64 / 2 + 1));
+        let message: String = e.message.chars().take(2000).collect();
+        let mut update = jobs::Entity::update_many()
+            .col_expr(jobs::Column::Status, Expr::value(if dead { DEAD } else { QUEUED }))
+            .col_expr(jobs::Column::LastError, Expr::value(message))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .col_expr(jobs::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None));
+        update = if dead {
+            update.col_expr(jobs::Column::FinishedAt, Expr::value(now))
+        } else {
+            update.col_expr(jobs::Column::RunAt, Expr::value(now + TimeDelta::from_std(delay).unwrap_or_default()))
+        };
+        Ok(update.filter(self.fenced(c)).exec(self.db.primary()).await?.rows_affected == 1)
+    }
+
+    /// Extends the lease of a job still running here.
+    async fn renew(&self, c: &Claim) -> ServiceResult<bool> {
+        let until = Utc::now() + TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30));
+        let done = jobs::Entity::update_many()
+            .col_expr(jobs::Column::LockedUntil, Expr::value(until))
+            .filter(self.fenced(c))
+            .exec(self.db.primary())
+            .await?;
+        Ok(done.rows_affected == 1)
+    }
+
+    /// Runs one claimed job to its recorded outcome, renewing the lease meanwhile.
+    pub async fn execute(&self, c: Claim) {
+        let kind = c.job.kind.clone();
+        let started = std::time::Instant::now();
+        let payload: serde_json::Value = serde_json::from_str(&c.job.payload).unwrap_or_default();
+        let result = match self.registry.handlers.get(kind.as_str()).cloned() {
+            None => Err(JobError::permanent(format!("no handler for job kind {kind}"))),
+            Some(h) => {
+                let run = h.run(payload);
+                tokio::pin!(run);
+                let mut renew = tokio::time::interval(self.settings.lease / 3);
+                renew.tick().await;
+                loop {
+                    tokio::select! {
+                        r = &mut run => break r,
+                        _ = renew.tick() => { let _ = self.renew(&c).await; }
+                    }
+                }
+            }
+        };
+        let outcome = match &result {
+            Ok(()) => match self.complete(&c).await {
+                Ok(true) => "succeeded",
+                _ => "fenced",
+            },
+            Err(e) => {
+                tracing::warn!(job = %c.job.id, kind, attempt = c.job.attempts, error = %e.message, "job failed");
+                let dead = !e.retry || c.job.attempts >= c.job.max_attempts;
+                match self.fail(&c, e).await {
+                    Ok(true) if dead => "dead",
+                    Ok(true) => "retried",
+                    _ => "fenced",
+                }
+            }
+        };
+        if outcome == "fenced" {
+            tracing::warn!(job = %c.job.id, kind, "job outcome not recorded: another worker holds it now");
+        }
+        metrics::counter!("valuva_jobs_total", "kind" => kind.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("valuva_job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
+    }
+
+    /// One round: claim and run (concurrently) what is due. Returns how many ran.
+    pub async fn run_once(&self) -> ServiceResult<usize> {
+        let claims = self.claim().await?;
+        let n = claims.len();
+        futures_util::future::join_all(claims.into_iter().map(|c| self.execute(c))).await;
+        Ok(n)
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
+}
+
+impl Worker {
+    /// Until `stop`: turn outbox events into jobs, enqueue scheduled slots, run due jobs;
+    /// polls every `idle` when there is nothing to do. Stops between jobs, never inside one.
+    pub async fn run(self, schedule: super::schedule::Schedule, idle: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut schedule = schedule;
+        tracing::info!(worker = %self.id, "job worker started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let dispatched = crate::outbox::dispatch(&self.db, 100).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "outbox dispatch failed; retrying");
+                0
+            });
+            if let Err(e) = schedule.enqueue_due(&self.db).await {
+                tracing::warn!(error = %e, "scheduling recurring jobs failed; retrying");
+            }
+            let ran = self.run_once().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                0
+            });
+            if dispatched == 0 && ran == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        tracing::info!(worker = %self.id, "job worker stopped");
+    }
+}
