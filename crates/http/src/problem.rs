@@ -73,6 +73,7 @@ impl From<ServiceError> for ApiError {
                 e
             }
             E::Unavailable { code, detail } => Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail),
+            E::Unsupported { detail } => Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail),
             E::Contention(cause) => {
                 tracing::warn!(error = %cause, "gave up after repeated transaction conflicts");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "contention", "the shop is very busy; try again")

@@ -43,6 +43,7 @@ pub struct AppStateInner {
     pub orders: OrderService,
     pub jobs: services::jobs::JobService,
     pub stock_alerts: services::notifications::stock_alerts::StockAlerts,
+    pub media: services::media::MediaService,
     pub cursors: CursorCodec,
     /// Absent without `REDIS_URL`.
     pub redis: Option<platform::redis::Redis>,
@@ -113,6 +114,7 @@ impl AppState {
             .build();
         let jobs = services::jobs::JobService::new(db.clone(), cursors.clone());
         let stock_alerts = services::notifications::stock_alerts::StockAlerts::new(db.clone());
+        let media = media_service(&config, db.clone())?;
         Ok(Self(Arc::new(AppStateInner {
             config,
             db,
@@ -124,6 +126,7 @@ impl AppState {
             orders,
             jobs,
             stock_alerts,
+            media,
             cursors,
             redis,
             limiter,
@@ -154,4 +157,23 @@ impl AppState {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
+}
+
+/// Uploads go to STORAGE_URL's directory (served at /media) or S3 bucket.
+fn media_service(config: &Config, db: Db) -> Result<services::media::MediaService, platform::ConfigError> {
+    use services::media::StorageTarget;
+    let invalid = |m: String| platform::ConfigError::Invalid { var: "STORAGE_URL".into(), message: m };
+    let (target, default_public) = match config.storage_url.expose().split_once("://") {
+        Some(("s3", rest)) => {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            let options = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let public = format!("https://{bucket}.s3.amazonaws.com/{prefix}");
+            (StorageTarget::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned(), options }, public)
+        }
+        Some((_, dir)) => (StorageTarget::Local(dir.into()), "/media".to_owned()),
+        None => return Err(invalid("must be file://<directory> or s3://<bucket>[/<prefix>]".into())),
+    };
+    let public = config.storage_public_url.clone().unwrap_or(default_public);
+    services::media::MediaService::new(db, target, public, Arc::new(config.resilience("storage"))).map_err(invalid)
 }

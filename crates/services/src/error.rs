@@ -34,6 +34,9 @@ pub enum ServiceError {
     InsufficientStock { detail: String, variants: Vec<FieldError> },
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
+    /// 415: the body is not of a type this endpoint takes.
+    #[error("{detail}")]
+    Unsupported { detail: String },
     /// A serialization failure, deadlock or busy database: the transaction did nothing and
     /// may run again. Retried by the callers that use SERIALIZABLE; a 503 if it escapes.
     #[error("contention: {0}")]

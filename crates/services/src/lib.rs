@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod inventory;
 pub mod jobs;
+pub mod media;
 pub mod notifications;
 pub mod orders;
 pub mod outbox;

@@ -6,6 +6,7 @@ pub mod carts;
 pub mod catalog;
 pub mod jobs;
 pub mod me;
+pub mod media;
 pub mod ops;
 pub mod webhooks;
 

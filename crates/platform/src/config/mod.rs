@@ -91,6 +91,15 @@ pub struct Config {
     pub job_concurrency: u64,
     /// Succeeded jobs are deleted after this many days.
     pub job_retention_days: u64,
+    /// Where uploads go: `file://<dir>` (served by the API under /media) or
+    /// `s3://bucket[/prefix][?endpoint=…&region=…]` (credentials from the `AWS_*` environment or
+    /// the query). A secret: the query may carry keys.
+    #[serde(skip_serializing)]
+    pub storage_url: Secret,
+    /// Base URL clients fetch stored files from. Unset: `/media` for a directory, the bucket's
+    /// AWS address for S3.
+    pub storage_public_url: Option<String>,
+    pub upload_max_bytes: u64,
     pub email_from: String,
     /// Storefront shows "low stock" at or below this many units.
     pub low_stock_threshold: i64,
@@ -192,6 +201,9 @@ impl Default for Config {
             job_retry_base_ms: 1_000,
             job_concurrency: 8,
             job_retention_days: 7,
+            storage_url: Secret::new("file://uploads"),
+            storage_public_url: None,
+            upload_max_bytes: 10 * 1024 * 1024,
             email_from: "Valuva <no-reply@localhost>".into(),
             low_stock_threshold: 5,
             expose_stock_counts: false,

@@ -8,6 +8,10 @@ use std::{net::IpAddr, time::Duration};
 impl Config {
     pub(super) fn validate_scale_out(&self) -> Result<(), ConfigError> {
         self.trusted_proxies()?;
+        let storage = self.storage_url.expose();
+        if !(storage.starts_with("file://") || storage.starts_with("s3://")) || storage.len() <= "s3://".len() {
+            return Err(invalid("STORAGE_URL", "must be file://<directory> or s3://<bucket>[/<prefix>]"));
+        }
         if let Some(url) = &self.redis_url
             && redis::parse_redis_url(url.expose()).is_none()
         {
@@ -23,6 +27,7 @@ impl Config {
             ("JOB_POLL_MS", self.job_poll_ms),
             ("JOB_LEASE_SECONDS", self.job_lease_seconds),
             ("JOB_CONCURRENCY", self.job_concurrency),
+            ("UPLOAD_MAX_BYTES", self.upload_max_bytes),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((var, _)) => Err(invalid(var, "must be greater than 0")),

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod idempotency_keys;
 pub mod inventory_movements;
 pub mod jobs;
+pub mod media;
 pub mod order_lines;
 pub mod orders;
 pub mod outbox_events;

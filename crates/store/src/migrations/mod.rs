@@ -8,6 +8,7 @@ mod m0002_catalog;
 mod m0003_orders;
 mod m0004_webhooks;
 mod m0005_jobs;
+mod m0006_media;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_orders::Migration),
             Box::new(m0004_webhooks::Migration),
             Box::new(m0005_jobs::Migration),
+            Box::new(m0006_media::Migration),
         ]
     }
 }

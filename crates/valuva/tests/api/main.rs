@@ -29,3 +29,4 @@ mod sentry;
 mod shopify;
 mod shutdown;
 mod stripe;
+mod uploads;

@@ -83,6 +83,7 @@ impl TestApp {
             database_url,
             jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret!")),
             email_outbox_dir: dir.path().join("outbox").display().to_string(),
+            storage_url: Secret::new(format!("file://{}", dir.path().join("uploads").display())),
             seed_on_startup: Some(false),
             // Tests drive housekeeping themselves, deterministically.
             housekeeping_interval_ms: 3_600_000,
@@ -252,6 +253,7 @@ impl Binary {
             .env("RATE_LIMIT_MAX_REQUESTS", app.config.rate_limit_max_requests.to_string())
             .env("RATE_LIMIT_AUTH_MAX_REQUESTS", app.config.rate_limit_auth_max_requests.to_string())
             .env("REDIS_PREFIX", &app.config.redis_prefix)
+            .env("STORAGE_URL", app.config.storage_url.expose())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         if let Some(url) = &app.config.redis_url {

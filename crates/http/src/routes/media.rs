@@ -1,0 +1,65 @@
+//! Image uploads (staff) and, for the local storage directory, the stored files.
+
+use crate::{
+    extract::{Path, Staff},
+    problem::ApiError,
+    state::AppState,
+};
+use axum::{
+    extract::{Multipart, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use services::media::MediaView;
+
+/// One image (multipart field `file`): JPEG, PNG, WebP or GIF up to UPLOAD_MAX_BYTES. The type
+/// is read from the bytes; metadata is stripped; WebP renditions 200/800/1600 px wide are made.
+#[utoipa::path(post, path = "/api/v1/admin/uploads", tag = "admin-catalog", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "field `file`: the image"),
+    responses((status = 201, body = MediaView), (status = 400), (status = 413), (status = 415), (status = 422), (status = 503)))]
+pub async fn upload(
+    staff: Staff,
+    State(state): State<AppState>,
+    mut form: Multipart,
+) -> Result<(StatusCode, axum::Json<MediaView>), ApiError> {
+    let max = state.config.upload_max_bytes;
+    let malformed = |e: axum::extract::multipart::MultipartError| ApiError::bad_request("invalid_multipart", e.body_text());
+    let mut file = None;
+    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        // Counted while streaming: an oversized body is refused without being held in memory.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("uploads are limited to {max} bytes"),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        file = Some(bytes);
+    }
+    let bytes = file.filter(|b| !b.is_empty()).ok_or_else(|| ApiError::field("file", "is required (multipart field `file`)"))?;
+    Ok((StatusCode::CREATED, axum::Json(state.media.upload(&staff.meta, bytes).await?)))
+}
+
+/// A stored upload, from the local storage directory; cached for a year (names never change).
+pub async fn file(State(state): State<AppState>, Path((id, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let body = state.media.read(&format!("{id}/{name}")).await?.ok_or_else(ApiError::not_found)?;
+    let content_type = match name.rsplit('.').next() {
+        Some("webp") => "image/webp",
+        Some("jpg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        _ => "application/octet-stream",
+    };
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+    ];
+    Ok((headers, body).into_response())
+}

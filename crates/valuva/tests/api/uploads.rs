@@ -1,0 +1,225 @@
+//! Image uploads: every accepted type gets its renditions; files that are not what they claim,
+//! broken, bombs or too big are refused with 4xx and nothing is stored.
+
+use crate::support::{TestApp, assert_problem};
+use image::{DynamicImage, ImageFormat, RgbaImage};
+use reqwest::{StatusCode, multipart};
+use serde_json::Value;
+use std::io::Cursor;
+
+fn picture(format: ImageFormat, width: u32, height: u32) -> Vec<u8> {
+    let img = RgbaImage::from_fn(width, height, |x, y| image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255]));
+    let img = match format {
+        ImageFormat::Jpeg => DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(img).to_rgb8()),
+        _ => DynamicImage::ImageRgba8(img),
+    };
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// A JPEG carrying an EXIF block with a (fake) GPS tag right after its SOI marker.
+fn jpeg_with_exif() -> Vec<u8> {
+    let plain = picture(ImageFormat::Jpeg, 400, 300);
+    let exif_body = b"Exif\0\0II*\0\x08\0\0\0\x01\0\x25\x88\x04\0\x01\0\0\0\x1a\0\0\0\0\0\0\0GPS-SECRET-LOCATION";
+    let mut out = plain[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((exif_body.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(exif_body);
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+async fn upload(app: &TestApp, token: &str, name: &str, mime: &str, bytes: Vec<u8>) -> reqwest::Response {
+    let part = multipart::Part::bytes(bytes).file_name(name.to_owned()).mime_str(mime).unwrap();
+    app.req(reqwest::Method::POST, "/api/v1/admin/uploads", Some(token))
+        .multipart(multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn stored_files(app: &TestApp) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p).map(|d| d.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
+    }
+    walk(&app.dir.path().join("uploads"))
+}
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.upload_max_bytes = 2 * 1024 * 1024;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_image_type_gets_stripped_original_and_webp_renditions() {
+    let app = spawn().await;
+    let staff = app.admin_token().await;
+    for (format, mime, name) in [
+        (ImageFormat::Jpeg, "image/jpeg", "a.jpg"),
+        (ImageFormat::Png, "image/png", "b.png"),
+        (ImageFormat::WebP, "image/webp", "c.webp"),
+        (ImageFormat::Gif, "image/gif", "d.gif"),
+    ] {
+        // The client's type and name do not matter: the bytes decide.
+        let res = upload(&app, &staff, name, "application/octet-stream", picture(format, 2000, 1000)).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{name}: {}", res.text().await.unwrap());
+        let m: Value = res.json().await.unwrap();
+        assert_eq!(m["content_type"], mime);
+        assert_eq!((m["width"].as_u64(), m["height"].as_u64()), (Some(2000), Some(1000)));
+        let widths: Vec<u64> = m["renditions"].as_array().unwrap().iter().map(|r| r["width"].as_u64().unwrap()).collect();
+        assert_eq!(widths, [200, 800, 1600]);
+        for r in m["renditions"].as_array().unwrap() {
+            let res = app.get(r["url"].as_str().unwrap(), None).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.headers()["content-type"], "image/webp");
+            assert!(res.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+            let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+            assert_eq!((img.width() as u64, img.height() as u64), (r["width"].as_u64().unwrap(), r["height"].as_u64().unwrap()));
+            assert_eq!(img.height() * 2, img.width(), "aspect ratio kept");
+        }
+        let original = app.get(m["url"].as_str().unwrap(), None).await;
+        assert_eq!(original.headers()["content-type"], mime);
+    }
+    // Smaller than a rendition width: never upscaled.
+    let m: Value = upload(&app, &staff, "small.png", "image/png", picture(ImageFormat::Png, 300, 150)).await.json().await.unwrap();
+    let widths: Vec<u64> = m["renditions"].as_array().unwrap().iter().map(|r| r["width"].as_u64().unwrap()).collect();
+    assert_eq!(widths, [200, 300, 300]);
+
+    // Metadata is gone from what is stored.
+    let with_exif = jpeg_with_exif();
+    assert!(with_exif.windows(19).any(|w| w == b"GPS-SECRET-LOCATION"));
+    let m: Value = upload(&app, &staff, "exif.jpg", "image/jpeg", with_exif).await.json().await.unwrap();
+    let stored = app.get(m["url"].as_str().unwrap(), None).await.bytes().await.unwrap();
+    assert!(!stored.windows(19).any(|w| w == b"GPS-SECRET-LOCATION"), "EXIF stripped");
+    assert!(!stored.windows(4).any(|w| w == b"Exif"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_4xx_and_store_nothing() {
+    let app = spawn().await;
+    let staff = app.admin_token().await;
+    // A text file named like a photo.
+    let res = upload(&app, &staff, "photo.jpg", "image/jpeg", b"just some text, honestly".to_vec()).await;
+    assert_problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    // A truncated PNG and a truncated JPEG.
+    let png = picture(ImageFormat::Png, 640, 480);
+    let res = upload(&app, &staff, "cut.png", "image/png", png[..png.len() / 2].to_vec()).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let jpg = picture(ImageFormat::Jpeg, 640, 480);
+    let res = upload(&app, &staff, "cut.jpg", "image/jpeg", jpg[..600].to_vec()).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    // A decompression bomb: a valid PNG header declaring 100,000 × 100,000 pixels.
+    let mut bomb = picture(ImageFormat::Png, 1, 1);
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let res = upload(&app, &staff, "bomb.png", "image/png", bomb).await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("100000"), "{body}");
+    // Over UPLOAD_MAX_BYTES (2 MiB here). The server answers as soon as the limit is crossed;
+    // the small excess still fits the socket buffer, so this client reads the answer.
+    let res = upload(&app, &staff, "huge.png", "image/png", vec![0x89; 2 * 1024 * 1024 + 32 * 1024]).await;
+    assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    // No file field; not multipart; not staff.
+    let res = app
+        .req(reqwest::Method::POST, "/api/v1/admin/uploads", Some(&staff))
+        .multipart(multipart::Form::new().text("x", "y"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res = app.post("/api/v1/admin/uploads", Some(&staff), serde_json::json!({})).await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let customer = app.customer_token("c@example.com").await;
+    let res = upload(&app, &customer, "a.png", "image/png", picture(ImageFormat::Png, 10, 10)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    assert_eq!(app.count("media").await, 0, "nothing recorded");
+    assert_eq!(stored_files(&app), 0, "nothing stored");
+    // Paths outside the store are not served.
+    assert_eq!(app.get("/media/..%2F..%2Fetc/passwd", None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("/media/{}/.hidden", uuid::Uuid::now_v7()), None).await.status(), StatusCode::NOT_FOUND);
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// moto's S3-compatible server (from PyPI, installed on first use) on a free port.
+struct Moto {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Moto {
+    fn start() -> Self {
+        use std::process::{Command, Stdio};
+        let present = Command::new("python3").args(["-c", "import moto.server"]).status().is_ok_and(|s| s.success());
+        if !present {
+            let ok = Command::new("python3").args(["-m", "pip", "install", "--quiet", "moto[server]"]).status().is_ok_and(|s| s.success());
+            assert!(ok, "pip install moto[server] failed; the S3 test needs a local S3-compatible server");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { port, child }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_to_an_s3_compatible_bucket() {
+    let moto = Moto::start();
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    // The bucket exists before the shop uses it (moto answers S3's CreateBucket).
+    let res = reqwest::Client::new().put(format!("{endpoint}/shop-media")).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    // S3 settings as STORAGE_URL query parameters (a deployment would rather use AWS_* variables).
+    let url = format!(
+        "s3://shop-media/products?endpoint={endpoint}&allow_http=true&access_key_id=testing&secret_access_key=testing&region=us-east-1"
+    );
+    let public = format!("{endpoint}/shop-media/products");
+    let app = TestApp::spawn_with(move |c| {
+        c.storage_url = platform::Secret::new(url);
+        c.storage_public_url = Some(public);
+    })
+    .await;
+    let staff = app.admin_token().await;
+    let res = upload(&app, &staff, "p.png", "image/png", picture(ImageFormat::Png, 1000, 500)).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    let m: Value = res.json().await.unwrap();
+    let url = m["renditions"][1]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{endpoint}/shop-media/products/")), "{url}");
+    // Read back from the bucket (signed, through the app's store).
+    let name = format!("{}/w800.webp", m["id"].as_str().unwrap());
+    let stored = app.state.media.read(&name).await.unwrap().expect("the rendition is in the bucket");
+    let img = image::load_from_memory(&stored).unwrap();
+    assert_eq!(img.width(), 800);
+    assert_eq!(stored_files(&app), 0, "nothing went to the local directory");
+}
