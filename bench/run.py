@@ -26,6 +26,7 @@ ap.add_argument("--concurrency", type=int, default=64)
 ap.add_argument("--port", type=int, default=18180)
 ap.add_argument("--out", default=None, help="directory for the JSON and SVG (default bench/results)")
 ap.add_argument("--smoke", action="store_true")
+ap.add_argument("--scenarios", help="comma-separated subset to run (default: all)")
 args = ap.parse_args()
 if args.smoke:
     args.products, args.duration, args.warmup, args.concurrency = 2000, 2, 1, 8
@@ -87,6 +88,8 @@ def run_backend(backend):
         base = f"http://127.0.0.1:{args.port}"
         scenarios = [("hello", "wrk"), ("product_cached", "wrk"), ("listing_page1", "wrk"), ("listing_deep", "wrk"),
                      ("search", "wrk"), ("checkout", "loadgen"), ("contention", "loadgen"), ("mixed", "loadgen")]
+        if args.scenarios:
+            scenarios = [s for s in scenarios if s[0] in args.scenarios.split(",")]
         for name, tool in scenarios:
             sampler = lib.RssSampler(server.pid)
             sampler.start()

@@ -94,7 +94,7 @@ pub struct Config {
     /// Where uploads go: `file://<dir>` (served by the API under /media) or
     /// `s3://bucket[/prefix][?endpoint=…&region=…]` (credentials from the `AWS_*` environment or
     /// the query). A secret: the query may carry keys.
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing, default = "default_storage_url")]
     pub storage_url: Secret,
     /// Base URL clients fetch stored files from. Unset: `/media` for a directory, the bucket's
     /// AWS address for S3.
@@ -201,7 +201,7 @@ impl Default for Config {
             job_retry_base_ms: 1_000,
             job_concurrency: 8,
             job_retention_days: 7,
-            storage_url: Secret::new("file://uploads"),
+            storage_url: default_storage_url(),
             storage_public_url: None,
             upload_max_bytes: 10 * 1024 * 1024,
             email_from: "Valuva <no-reply@localhost>".into(),
@@ -235,6 +235,10 @@ impl Default for Config {
             outbound_timeout_ms: 10_000,
         }
     }
+}
+
+fn default_storage_url() -> Secret {
+    Secret::new("file://uploads")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -345,6 +349,15 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `Config::load` does with an empty environment: every field has a default (secrets
+    /// are not serialised into the defaults, so each needs its own).
+    #[test]
+    fn defaults_alone_make_a_config() {
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default())).extract().expect("defaults deserialise");
+        assert_eq!(cfg.storage_url.expose(), "file://uploads");
+        cfg.validate().unwrap();
+    }
 
     #[test]
     fn bad_values_name_the_variable() {
