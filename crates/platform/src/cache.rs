@@ -109,10 +109,14 @@ impl Cache {
         let tiers = spaces
             .iter()
             .map(|&(space, remote_ttl)| {
+                // Tier 1 lives briefly when Redis is shared (another instance's write reaches
+                // it by pub/sub, or at worst by expiry); alone, it is the only tier, every write
+                // invalidates it directly, and it keeps the space's full TTL.
+                let ttl = if redis.is_some() { settings.local_ttl } else { remote_ttl };
                 let local = Moka::builder()
                     .max_capacity(share)
                     .weigher(|k: &String, v: &Bytes| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
-                    .time_to_live(settings.local_ttl)
+                    .time_to_live(ttl)
                     .build();
                 (space.name, Tier { space, local, remote_ttl })
             })

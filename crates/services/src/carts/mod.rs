@@ -124,6 +124,21 @@ impl CartService {
     /// someone else's cart, so its existence is not revealed).
     pub(crate) async fn authorized<C: ConnectionTrait>(&self, conn: &C, id: Uuid, access: &CartAccess) -> ServiceResult<carts::Model> {
         let cart = carts::Entity::find_by_id(id).one(conn).await?.ok_or(ServiceError::not_found("cart"))?;
+        self.check_access(cart, access)
+    }
+
+    /// Like [`Self::authorized`], holding the cart's row lock until the transaction ends.
+    pub(crate) async fn authorized_for_update<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: Uuid,
+        access: &CartAccess,
+    ) -> ServiceResult<carts::Model> {
+        let cart = carts::Entity::find_by_id(id).lock_exclusive().one(conn).await?.ok_or(ServiceError::not_found("cart"))?;
+        self.check_access(cart, access)
+    }
+
+    fn check_access(&self, cart: carts::Model, access: &CartAccess) -> ServiceResult<carts::Model> {
         let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
         let by_user = access.user.is_some() && cart.user_id == access.user;
         if !(by_token || by_user) || cart.status != "active" || cart.updated_at < Utc::now() - self.ttl {

@@ -98,7 +98,7 @@ impl OrderService {
             // The order, its reservation and the stored response (payment still pending) commit
             // together: from here on a replay returns this order, whatever happens next.
             let response = with_retry(|| async {
-                let tx = self.db.begin_serializable().await?;
+                let tx = self.db.begin().await?;
                 let (id, moves) = self.place_order(&tx, meta, access, &req, &provider_name).await?;
                 let order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
                 let response = CheckoutResponse {
@@ -150,7 +150,10 @@ impl OrderService {
         req: &CheckoutRequest,
         provider: &str,
     ) -> ServiceResult<(Uuid, Vec<StockMove>)> {
-        let cart = self.carts.authorized(tx, req.cart_id, access).await?;
+        // The cart row is locked first: a second checkout of the same cart waits here, then
+        // finds it converted. Stock needs no more than READ COMMITTED: each reservation is a
+        // conditional update that PostgreSQL re-checks against the latest row version.
+        let cart = self.carts.authorized_for_update(tx, req.cart_id, access).await?;
         let mut lines = self.carts.priced_lines(tx, cart.id).await?;
         if lines.is_empty() {
             return Err(ServiceError::conflict("cart_empty", "the cart has no items"));
@@ -210,21 +213,23 @@ impl OrderService {
         let shipping = Money::price(quote.price.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
         let total = subtotal.checked_add(shipping).ok_or_else(|| ServiceError::internal("total overflows"))?;
 
-        // Reserve: one conditional update per line, in a fixed order.
+        // Reserve: one conditional update per line, in a fixed order (no deadlocks between
+        // crossing carts); the stock left comes back from the update itself.
         lines.sort_by_key(|(_, v, _)| v.id);
         let mut short = Vec::new();
+        let mut stock_after = Vec::with_capacity(lines.len());
         for (item, v, _) in &lines {
             let q = item.quantity as i64;
-            let done = variants::Entity::update_many()
+            let updated = variants::Entity::update_many()
                 .col_expr(variants::Column::Stock, Expr::col(variants::Column::Stock).sub(q))
                 .col_expr(variants::Column::Reserved, Expr::col(variants::Column::Reserved).add(q))
                 .filter(variants::Column::Id.eq(v.id))
                 .filter(variants::Column::Stock.gte(q))
-                .exec(tx)
-                .await?
-                .rows_affected;
-            if done == 0 {
-                short.push(FieldError::new(format!("items.{}", v.id), format!("not enough stock of {} for {} units", v.sku, q)));
+                .exec_with_returning(tx)
+                .await?;
+            match updated.first() {
+                Some(row) => stock_after.push(row.stock),
+                None => short.push(FieldError::new(format!("items.{}", v.id), format!("not enough stock of {} for {} units", v.sku, q))),
             }
         }
         if !short.is_empty() {
@@ -263,7 +268,7 @@ impl OrderService {
         }
         .insert(tx)
         .await?;
-        for (item, v, title) in &lines {
+        for ((item, v, title), after) in lines.iter().zip(&stock_after) {
             let q = item.quantity as i64;
             order_lines::ActiveModel {
                 id: Set(domain::new_id()),
@@ -284,7 +289,7 @@ impl OrderService {
                 reserved_delta: q,
                 kind: Kind::Reservation,
                 reason: "checkout",
-                stock_after: v.stock - q,
+                stock_after: *after,
                 order_id: Some(order_id),
                 low_stock: self.catalog.low_stock(),
             };
@@ -304,17 +309,24 @@ impl OrderService {
         }
         .insert(tx)
         .await?;
-        carts::Entity::update_many()
+        let converted = carts::Entity::update_many()
             .col_expr(carts::Column::Status, Expr::value("converted"))
             .col_expr(carts::Column::UpdatedAt, Expr::value(now))
             .filter(carts::Column::Id.eq(cart.id))
+            .filter(carts::Column::Status.eq("active"))
             .exec(tx)
             .await?;
+        if converted.rows_affected != 1 {
+            return Err(ServiceError::not_found("cart"));
+        }
         let summary = serde_json::json!({"number": number, "status": "pending_payment", "total": total.amount(), "currency": cart.currency, "lines": lines.len()});
         audit::record(tx, meta, Change::new(AuditAction::Order, "order", order_id).new_values(&summary)).await?;
         outbox::emit(tx, "order.created", order_id, summary).await?;
-        let moves =
-            lines.iter().map(|(item, v, _)| StockMove { product_id: v.product_id, before: v.stock, after: v.stock - item.quantity as i64 });
+        let moves = lines.iter().zip(&stock_after).map(|((item, v, _), after)| StockMove {
+            product_id: v.product_id,
+            before: after + item.quantity as i64,
+            after: *after,
+        });
         Ok((order_id, moves.collect()))
     }
 }
