@@ -121,6 +121,8 @@ async fn app_with_replica(max_lag_ms: u64) -> Option<(PgReplica, TestApp)> {
         c.db_replica_max_lag_ms = max_lag_ms;
         c.cache_enabled = false;
         c.read_your_writes_ms = 300;
+        // Statements are counted per pool: no background worker polling the primary.
+        c.worker_enabled = false;
     })
     .await;
     replica.wait_for_database(&database_of(&app.config.database_url));

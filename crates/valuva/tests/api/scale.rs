@@ -44,9 +44,15 @@ fn trusting_localhost(c: &mut platform::Config) {
     c.trusted_proxies = "127.0.0.1".into();
 }
 
+/// For tests that count statements: no background worker polling the database.
+fn quiet(c: &mut platform::Config) {
+    trusting_localhost(c);
+    c.worker_enabled = false;
+}
+
 #[tokio::test]
 async fn cached_reads_cost_no_queries_and_every_write_is_seen() {
-    let app = TestApp::spawn_with(trusting_localhost).await;
+    let app = TestApp::spawn_with(quiet).await;
     let staff = app.admin_token().await;
     let p = create_product(&app, &staff, "Cached Tee", 1500).await;
     let slug = p["slug"].as_str().unwrap().to_owned();
@@ -105,7 +111,7 @@ async fn cached_reads_cost_no_queries_and_every_write_is_seen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_misses_for_one_product_makes_one_load() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(quiet).await;
     let staff = app.admin_token().await;
     let warm = create_product(&app, &staff, "Baseline", 900).await;
     let cold = create_product(&app, &staff, "Burst", 900).await;
