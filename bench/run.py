@@ -46,7 +46,9 @@ subprocess.run(build, cwd=root, check=True)
 binary = os.path.join(target, profile, "valuva")
 loadgen = os.path.join(target, profile, "valuva-loadgen")
 
-HOT_STOCK = 500
+# The contention scenario's variant: every user buys it, from the first second (no warm-up),
+# until it sells out; then 409s.
+HOT_STOCK = 1000
 backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
 rows, started = [], datetime.datetime.now(datetime.timezone.utc)
 
@@ -97,7 +99,8 @@ def run_backend(backend):
                 paths = os.path.join(work, f"{name}.paths")
                 res = lib.wrk(base, paths, os.path.join(root, "bench", "paths.lua"), args.concurrency, args.warmup, args.duration)
             else:
-                res = lib.loadgen(loadgen, base, name, data_file, args.concurrency, args.warmup, args.duration)
+                warmup = 0 if name == "contention" else args.warmup
+                res = lib.loadgen(loadgen, base, name, data_file, args.concurrency, warmup, args.duration)
             peak = sampler.stop()
             row = {"scenario": name, "backend": backend, "rps": round(res["rps"], 1), "p50_ms": res["latency_ms"]["p50"],
                    "p95_ms": res["latency_ms"]["p95"], "p99_ms": res["latency_ms"]["p99"], "errors": res["errors"],

@@ -3,9 +3,11 @@
 //! letters, digits and spaces), so the query strings built here cannot inject syntax.
 
 use platform::config::Backend;
-use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, JoinType, SelectStatement, SimpleExpr};
 
 pub trait ProductSearch: Send + Sync {
+    /// Adds what [`Self::matches`] and [`Self::rank`] need to a query over `products`.
+    fn join(&self, _query: &mut SelectStatement) {}
     /// Condition on `products` rows that match every term.
     fn matches(&self, folded: &str) -> SimpleExpr;
     /// Relevance as a float, higher is better; title matches weigh more than description.
@@ -52,17 +54,16 @@ impl Sqlite {
 }
 
 impl ProductSearch for Sqlite {
-    fn matches(&self, folded: &str) -> SimpleExpr {
-        Expr::cust_with_values(
-            "\"products\".rowid IN (SELECT rowid FROM products_fts WHERE products_fts MATCH ?)",
-            [Self::fts_query(folded)],
-        )
+    /// One full-text query joined to the products it found. (A rank computed per row with its
+    /// own MATCH re-ran the prefix query for every match: seconds on 100,000 products.)
+    fn join(&self, query: &mut SelectStatement) {
+        query.join(JoinType::InnerJoin, Alias::new("products_fts"), Expr::cust("\"products_fts\".rowid = \"products\".rowid"));
     }
-    fn rank(&self, folded: &str) -> SimpleExpr {
-        Expr::cust_with_values(
-            "(SELECT -bm25(products_fts, 10.0, 1.0) FROM products_fts WHERE products_fts MATCH ? AND products_fts.rowid = \"products\".rowid)",
-            [Self::fts_query(folded)],
-        )
+    fn matches(&self, folded: &str) -> SimpleExpr {
+        Expr::cust_with_values("\"products_fts\" MATCH ?", [Self::fts_query(folded)])
+    }
+    fn rank(&self, _folded: &str) -> SimpleExpr {
+        Expr::cust("(-bm25(\"products_fts\", 10.0, 1.0))")
     }
 }
 

@@ -142,6 +142,7 @@ impl CatalogService {
             q = q.filter(products::Column::MinPrice.lte(hi));
         }
         if let Some(f) = &folded {
+            search.join(sea_orm::QueryTrait::query(&mut q));
             q = q.filter(search.matches(f));
         }
         let id = || Expr::col((products::Entity, products::Column::Id));

@@ -57,6 +57,16 @@ async fn checkout_sends_an_order_confirmation_over_smtp() {
     assert!(mail.contains("2 x Item"), "lines are listed: {mail}");
     let done = jobs(&app, &shop.staff, "kind=email.order_confirmation&status=succeeded").await;
     assert_eq!(done.len(), 1);
+
+    // Paid, packed, shipped: the shipping notice carries the tracking number.
+    let id = order["order"]["id"].as_str().unwrap();
+    for (step, body) in
+        [("mark-paid", json!({})), ("fulfill", json!({})), ("ship", json!({"carrier": "DHL", "tracking_number": "JJD0099"}))]
+    {
+        let res = app.post(&format!("/api/v1/admin/orders/{id}/{step}"), Some(&shop.staff), body).await;
+        assert_eq!(res.status(), StatusCode::OK, "{step}: {}", res.text().await.unwrap());
+    }
+    smtp.wait_for(&[&format!("Subject: Order #{number} has shipped"), "Tracking number: JJD0099"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
