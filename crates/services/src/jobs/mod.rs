@@ -167,10 +167,11 @@ impl JobService {
         jobs::Entity::find_by_id(id).one(self.db.primary()).await?.map(JobView::from).ok_or(ServiceError::not_found("job"))
     }
 
-    /// A dead job gets a fresh set of attempts.
+    /// A dead job gets a fresh set of attempts. Returns the job as requeued (a worker may pick
+    /// it up at once).
     pub async fn retry(&self, id: Uuid) -> ServiceResult<JobView> {
         let now = Utc::now();
-        let done = jobs::Entity::update_many()
+        let requeued = jobs::Entity::update_many()
             .col_expr(jobs::Column::Status, QUEUED.into())
             .col_expr(jobs::Column::Attempts, 0.into())
             .col_expr(jobs::Column::RunAt, now.into())
@@ -178,14 +179,15 @@ impl JobService {
             .col_expr(jobs::Column::FinishedAt, Option::<DateTime<Utc>>::None.into())
             .filter(jobs::Column::Id.eq(id))
             .filter(jobs::Column::Status.eq(DEAD))
-            .exec(self.db.primary())
-            .await?
-            .rows_affected;
-        if done == 0 {
-            self.get(id).await?;
-            return Err(ServiceError::conflict("not_dead", "only dead jobs can be retried"));
+            .exec_with_returning(self.db.primary())
+            .await?;
+        match requeued.into_iter().next() {
+            Some(job) => Ok(job.into()),
+            None => {
+                self.get(id).await?;
+                Err(ServiceError::conflict("not_dead", "only dead jobs can be retried"))
+            }
         }
-        self.get(id).await
     }
 
     /// Jobs by status, for the queue-depth gauges.
