@@ -75,14 +75,12 @@ pub async fn identify_limit_route(State(state): State<AppState>, mut req: Reques
     if exempt(&path) {
         return next.run(req).await;
     }
-    let user = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .and_then(|t| state.identity.tokens().verify_access(t.trim()).ok());
+    let user = crate::extract::bearer(req.headers()).and_then(|t| state.identity.tokens().verify_access(t).ok());
     let client = match user {
-        Some(actor) => format!("user:{}", actor.id),
+        Some(actor) => {
+            req.extensions_mut().insert(crate::extract::Verified(actor));
+            format!("user:{}", actor.id)
+        }
         None => format!("ip:{ip}"),
     };
 
@@ -106,7 +104,7 @@ pub async fn identify_limit_route(State(state): State<AppState>, mut req: Reques
     }
 
     let write = is_write(req.method());
-    let wrote_recently = state.recent_writers.contains_key(&client) || has_cookie(req.headers(), WROTE_COOKIE);
+    let wrote_recently = state.recent_writers.contains_key(&client) || crate::extract::read_cookie(req.headers(), WROTE_COOKIE).is_some();
     let mut res = store::with_primary_reads(wrote_recently, next.run(req)).await;
     if write && res.status().is_success() {
         state.recent_writers.insert(client, ());
@@ -120,15 +118,6 @@ pub async fn identify_limit_route(State(state): State<AppState>, mut req: Reques
         rate_limit_headers(res.headers_mut(), &policy, &d);
     }
     res
-}
-
-fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|kv| kv.trim().split_once('=').is_some_and(|(k, _)| k == name))
 }
 
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).

@@ -104,16 +104,6 @@ fn cookie(name: &str, value: &str, path: &str, max_age: u64, http_only: bool) ->
         .expect("cookie values are URL-safe")
 }
 
-fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find_map(|(k, v)| (k == name).then_some(v))
-}
-
 /// The refresh token from the body, or — in cookie mode — from the cookie, which then
 /// requires a matching CSRF header.
 fn refresh_token_of(state: &AppState, headers: &HeaderMap, body: Option<String>) -> Result<String, ApiError> {
@@ -121,10 +111,10 @@ fn refresh_token_of(state: &AppState, headers: &HeaderMap, body: Option<String>)
         return Ok(t);
     }
     if state.config.auth_cookies
-        && let Some(t) = read_cookie(headers, REFRESH_COOKIE)
+        && let Some(t) = crate::extract::read_cookie(headers, REFRESH_COOKIE)
     {
         let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let expected = read_cookie(headers, CSRF_COOKIE).unwrap_or_default();
+        let expected = crate::extract::read_cookie(headers, CSRF_COOKIE).unwrap_or_default();
         if expected.is_empty() || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "the X-CSRF-Token header must match the CSRF cookie"));
         }
