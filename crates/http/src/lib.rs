@@ -116,6 +116,7 @@ fn api(with_metrics: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::subscribe))
         // The upload enforces UPLOAD_MAX_BYTES itself, while streaming; the JSON limit is off.
         .merge(OpenApiRouter::new().routes(routes!(media::upload)).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(media::file))
         .routes(routes!(webhooks::stripe))
         .routes(routes!(webhooks::shopify))
 }
@@ -131,7 +132,6 @@ pub fn router(state: AppState) -> Router {
     let (router, spec) = api(state.config.metrics_port.is_none()).split_for_parts();
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
-        .route("/media/{id}/{name}", axum::routing::get(media::file))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")

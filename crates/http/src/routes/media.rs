@@ -47,7 +47,10 @@ pub async fn upload(
     Ok((StatusCode::CREATED, axum::Json(state.media.upload(&staff.meta, bytes).await?)))
 }
 
-/// A stored upload, from the local storage directory; cached for a year (names never change).
+/// A stored upload, from the local storage directory (`STORAGE_URL=file://…`); cached for a year
+/// (names never change).
+#[utoipa::path(get, path = "/media/{id}/{name}", tag = "catalog", params(("id" = String, Path), ("name" = String, Path, example = "w800.webp")),
+    responses((status = 200, description = "the file", content_type = "image/webp"), (status = 404)))]
 pub async fn file(State(state): State<AppState>, Path((id, name)): Path<(String, String)>) -> Result<Response, ApiError> {
     let body = state.media.read(&format!("{id}/{name}")).await?.ok_or_else(ApiError::not_found)?;
     let content_type = match name.rsplit('.').next() {
