@@ -27,6 +27,9 @@ pub struct Db {
     primary: DatabaseConnection,
     replica: DatabaseConnection,
     replica_state: Option<Arc<crate::replica::ReplicaState>>,
+    /// SQLite: `replica` is a pool of read-only connections to the same file, which in WAL mode
+    /// see every commit at once, so stale-tolerant reads always go there.
+    local_readers: bool,
     backend: Backend,
     /// Statements run per pool (primary, replica) by this instance, for `/health`.
     statements: Arc<[AtomicU64; 2]>,
@@ -36,6 +39,9 @@ impl Db {
     /// `max_lag`: the replica is bypassed while its replay lag is above it.
     pub async fn connect(primary: &DatabaseSettings, replica: Option<&DatabaseSettings>, max_lag: Duration) -> Result<Self, StoreError> {
         let statements = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        if primary.backend == Backend::Sqlite && replica.is_none() {
+            return Self::connect_sqlite(primary, statements).await;
+        }
         let p = connect_pool(primary, "primary", statements.clone()).await?;
         let (r, replica_state) = match replica {
             // A replica that is down at start-up is bypassed until it is back.
@@ -47,7 +53,31 @@ impl Db {
             }
             None => (p.clone(), None),
         };
-        Ok(Self { primary: p, replica: r, replica_state, backend: primary.backend, statements })
+        Ok(Self { primary: p, replica: r, replica_state, local_readers: false, backend: primary.backend, statements })
+    }
+
+    /// SQLite takes one writer at a time. With several pooled connections, the ones waiting for
+    /// the write lock poll it with growing sleeps (SQLite's busy handler), which idled the
+    /// machine while 64 checkouts queued. Instead the primary pool is a single connection
+    /// (writers queue for it in order, without sleeping) and reads that need no transaction
+    /// use a pool of read-only connections beside it. An in-memory database cannot be shared
+    /// between connections, so it gets the single connection only.
+    async fn connect_sqlite(settings: &DatabaseSettings, statements: Arc<[AtomicU64; 2]>) -> Result<Self, StoreError> {
+        let writer = DatabaseSettings { max_connections: 1, min_connections: 1, ..settings.clone() };
+        let p = connect_pool(&writer, "primary", statements.clone()).await?;
+        let in_memory = settings.url.expose().contains(":memory:") || settings.url.expose().contains("mode=memory");
+        let (r, local_readers) =
+            if in_memory { (p.clone(), false) } else { (connect_pool(settings, "readers", statements.clone()).await?, true) };
+        Ok(Self { primary: p, replica: r, replica_state: None, local_readers, backend: Backend::Sqlite, statements })
+    }
+
+    pub(crate) fn local_readers(&self) -> bool {
+        self.local_readers
+    }
+
+    /// What the second pool is, for `/health`: a `replica`, or SQLite's local `readers`.
+    pub fn read_pool_label(&self) -> &'static str {
+        if self.local_readers { "readers" } else { "replica" }
     }
 
     pub(crate) fn replica_state(&self) -> Option<&crate::replica::ReplicaState> {
@@ -136,6 +166,11 @@ async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[Ato
         Backend::Postgres => {
             opt.statement_timeout(s.statement_timeout);
         }
+        Backend::Sqlite if pool == "readers" => {
+            let busy = s.acquire_timeout.max(Duration::from_secs(5));
+            // The writer made the file and switched it to WAL (a setting the file keeps).
+            opt.map_sqlx_sqlite_opts(move |o| o.read_only(true).foreign_keys(true).busy_timeout(busy));
+        }
         Backend::Sqlite => {
             let busy = s.acquire_timeout.max(Duration::from_secs(5));
             opt.map_sqlx_sqlite_opts(move |o| {
@@ -157,7 +192,7 @@ async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[Ato
         }
         Err(e) => return Err(StoreError::Connect(e)),
     };
-    let slot = usize::from(pool == "replica");
+    let slot = usize::from(pool != "primary");
     conn.set_metric_callback(move |info| {
         counts[slot].fetch_add(1, Ordering::Relaxed);
         let op = match info.statement.sql.split_whitespace().next().map(str::to_ascii_uppercase).as_deref() {
@@ -234,7 +269,7 @@ impl Db {
     /// (primary, replica) pool statistics; the replica is `None` when reads use the primary.
     pub fn pool_stats(&self) -> (PoolStats, Option<PoolStats>) {
         let primary = stats(&self.primary, self.backend);
-        let replica = self.replica_state.is_some().then(|| stats(&self.replica, self.backend));
+        let replica = (self.replica_state.is_some() || self.local_readers).then(|| stats(&self.replica, self.backend));
         (primary, replica)
     }
 }

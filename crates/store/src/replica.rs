@@ -117,7 +117,7 @@ pub struct Reader<'a> {
 impl Db {
     /// Where a stale-tolerant read goes now.
     pub fn reader(&self) -> Reader<'_> {
-        let replica = self.replica_state().is_some_and(|s| s.usable.load(Ordering::Acquire)) && !primary_forced();
+        let replica = (self.local_readers() || self.replica_state().is_some_and(|s| s.usable.load(Ordering::Acquire))) && !primary_forced();
         Reader { db: self, replica }
     }
 

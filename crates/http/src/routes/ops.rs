@@ -92,10 +92,12 @@ async fn report(state: &AppState) -> (StatusCode, Health) {
         memory_rss_mb: platform::metrics::rss_bytes().map(|b| b as f64 / 1_048_576.0),
         pools: {
             let (primary, replica) = state.db.pool_stats();
-            serde_json::json!({
-                "primary": {"connections": primary, "statements": primary_statements},
-                "replica": replica.map(|r| serde_json::json!({"connections": r, "statements": replica_statements, "status": state.db.replica_status()})),
-            })
+            let mut pools = serde_json::json!({"primary": {"connections": primary, "statements": primary_statements}, "replica": null});
+            pools[state.db.read_pool_label()] = serde_json::json!(
+                replica
+                    .map(|r| serde_json::json!({"connections": r, "statements": replica_statements, "status": state.db.replica_status()}))
+            );
+            pools
         },
     };
     (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, health)

@@ -1,8 +1,8 @@
-use super::{CartAccess, CartService, CartView};
+use super::{CartAccess, CartService, CartView, PricedLine};
 use crate::{ServiceError, ServiceResult};
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
-use store::entities::{cart_items, carts, products, variants};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
+use store::entities::cart_items;
 use uuid::Uuid;
 
 /// Units of one variant a single cart line may hold.
@@ -27,63 +27,63 @@ pub(super) async fn add_quantity<C: ConnectionTrait>(conn: &C, cart: Uuid, varia
         .one(conn)
         .await?;
     match existing {
-        Some(line) => {
-            let q = (line.quantity + quantity).min(MAX_LINE_QUANTITY);
-            cart_items::Entity::update_many()
-                .col_expr(cart_items::Column::Quantity, Expr::value(q))
-                .filter(cart_items::Column::Id.eq(line.id))
-                .exec(conn)
-                .await?;
-        }
-        None => {
-            let row = cart_items::ActiveModel {
-                id: Set(domain::new_id()),
-                cart_id: Set(cart),
-                variant_id: Set(variant),
-                quantity: Set(quantity.min(MAX_LINE_QUANTITY)),
-                created_at: Set(Utc::now()),
-            };
-            cart_items::Entity::insert(row).exec_without_returning(conn).await.map_err(|e| {
-                // The same variant added twice at the same moment: the first one won.
-                if store::is_unique_violation(&e) {
-                    ServiceError::conflict("concurrent_update", "the cart changed meanwhile; reload it")
-                } else {
-                    e.into()
-                }
-            })?;
-        }
+        Some(line) => set_line_quantity(conn, line.id, (line.quantity + quantity).min(MAX_LINE_QUANTITY)).await,
+        None => insert_line(conn, cart, variant, quantity.min(MAX_LINE_QUANTITY)).await.map(drop),
     }
+}
+
+async fn set_line_quantity<C: ConnectionTrait>(conn: &C, item: Uuid, quantity: i32) -> ServiceResult<()> {
+    cart_items::Entity::update_many()
+        .col_expr(cart_items::Column::Quantity, Expr::value(quantity))
+        .filter(cart_items::Column::Id.eq(item))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
-async fn touch<C: ConnectionTrait>(conn: &C, cart: carts::Model) -> ServiceResult<carts::Model> {
-    let mut am: carts::ActiveModel = cart.into();
-    am.updated_at = Set(Utc::now());
-    Ok(am.update(conn).await?)
+async fn insert_line<C: ConnectionTrait>(conn: &C, cart: Uuid, variant: Uuid, quantity: i32) -> ServiceResult<Uuid> {
+    let id = domain::new_id();
+    let row = cart_items::ActiveModel {
+        id: Set(id),
+        cart_id: Set(cart),
+        variant_id: Set(variant),
+        quantity: Set(quantity),
+        created_at: Set(Utc::now()),
+    };
+    cart_items::Entity::insert(row).exec_without_returning(conn).await.map_err(|e| {
+        // The same variant added twice at the same moment (writers that do not hold the
+        // cart's row lock, such as a login merge): the first one won.
+        if store::is_unique_violation(&e) {
+            ServiceError::conflict("concurrent_update", "the cart changed meanwhile; reload it")
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(id)
 }
 
 impl CartService {
     /// Adds a purchasable variant: it exists, its product is active, it is priced in the
-    /// cart's currency, and the line stays within its limit and the stock on hand.
+    /// cart's currency, and the line stays within its limit and the stock on hand. The cart's
+    /// row lock is taken first, so the lines read here stay current until commit.
     pub async fn add_item(&self, id: Uuid, access: &CartAccess, variant_id: Uuid, quantity: i64) -> ServiceResult<CartView> {
         let quantity = check_quantity(quantity)?;
         let tx = self.db.begin().await?;
-        let cart = self.authorized(&tx, id, access).await?;
-        let found = variants::Entity::find_by_id(variant_id).find_also_related(products::Entity).one(&tx).await?;
-        let (variant, product) = match found {
-            Some((v, Some(p))) if p.status == "active" && p.deleted_at.is_none() => (v, p),
+        let cart = self.lock_active(&tx, id, access, "active").await?;
+        let variant = match self.line_variant(&tx, variant_id).await? {
+            Some(v) if v.for_sale() => v,
             _ => return Err(ServiceError::field("variant_id", "no such purchasable variant")),
         };
-        let _ = product;
         if variant.currency != cart.currency {
             return Err(ServiceError::conflict(
                 "currency_mismatch",
                 format!("the cart is in {}, the variant is priced in {}", cart.currency, variant.currency),
             ));
         }
-        let lines = cart_items::Entity::find().filter(cart_items::Column::CartId.eq(id)).all(&tx).await?;
-        let current = lines.iter().find(|l| l.variant_id == variant_id).map_or(0, |l| l.quantity);
-        if current == 0 && lines.len() >= MAX_LINES {
+        let mut lines = self.priced_lines(&tx, id).await?;
+        let existing = lines.iter().position(|l| l.variant.variant_id == variant_id);
+        let current = existing.map_or(0, |i| lines[i].quantity);
+        if existing.is_none() && lines.len() >= MAX_LINES {
             return Err(ServiceError::conflict("cart_full", format!("a cart holds at most {MAX_LINES} lines")));
         }
         let wanted = current + quantity;
@@ -93,40 +93,38 @@ impl CartService {
         if wanted as i64 > variant.stock {
             return Err(ServiceError::conflict("insufficient_stock", format!("not enough stock of {} for {wanted} units", variant.sku)));
         }
-        add_quantity(&tx, id, variant_id, quantity).await?;
-        let cart = touch(&tx, cart).await?;
-        let view = self.view_of(&tx, cart).await?;
+        match existing {
+            Some(i) => {
+                set_line_quantity(&tx, lines[i].item_id, wanted).await?;
+                lines[i].quantity = wanted;
+            }
+            None => {
+                let item_id = insert_line(&tx, id, variant_id, wanted).await?;
+                lines.push(PricedLine { item_id, quantity: wanted, variant });
+            }
+        }
         tx.commit().await?;
-        Ok(view)
+        Ok(self.render(cart, lines))
     }
 
     pub async fn set_quantity(&self, id: Uuid, access: &CartAccess, item: Uuid, quantity: i64) -> ServiceResult<CartView> {
         let quantity = check_quantity(quantity)?;
         let tx = self.db.begin().await?;
-        let cart = self.authorized(&tx, id, access).await?;
-        let line = cart_items::Entity::find_by_id(item)
-            .filter(cart_items::Column::CartId.eq(id))
-            .one(&tx)
-            .await?
-            .ok_or(ServiceError::not_found("cart item"))?;
-        let stock = variants::Entity::find_by_id(line.variant_id).one(&tx).await?.map_or(0, |v| v.stock);
-        if quantity as i64 > stock {
+        let cart = self.lock_active(&tx, id, access, "active").await?;
+        let mut lines = self.priced_lines(&tx, id).await?;
+        let line = lines.iter_mut().find(|l| l.item_id == item).ok_or(ServiceError::not_found("cart item"))?;
+        if quantity as i64 > line.variant.stock {
             return Err(ServiceError::conflict("insufficient_stock", format!("not enough stock for {quantity} units")));
         }
-        cart_items::Entity::update_many()
-            .col_expr(cart_items::Column::Quantity, Expr::value(quantity))
-            .filter(cart_items::Column::Id.eq(item))
-            .exec(&tx)
-            .await?;
-        let cart = touch(&tx, cart).await?;
-        let view = self.view_of(&tx, cart).await?;
+        set_line_quantity(&tx, item, quantity).await?;
+        line.quantity = quantity;
         tx.commit().await?;
-        Ok(view)
+        Ok(self.render(cart, lines))
     }
 
     pub async fn remove_item(&self, id: Uuid, access: &CartAccess, item: Uuid) -> ServiceResult<CartView> {
         let tx = self.db.begin().await?;
-        let cart = self.authorized(&tx, id, access).await?;
+        let cart = self.lock_active(&tx, id, access, "active").await?;
         let removed = cart_items::Entity::delete_many()
             .filter(cart_items::Column::Id.eq(item))
             .filter(cart_items::Column::CartId.eq(id))
@@ -136,7 +134,6 @@ impl CartService {
         if removed == 0 {
             return Err(ServiceError::not_found("cart item"));
         }
-        let cart = touch(&tx, cart).await?;
         let view = self.view_of(&tx, cart).await?;
         tx.commit().await?;
         Ok(view)

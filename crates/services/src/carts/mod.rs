@@ -9,9 +9,12 @@ use crate::{
     error::Errors,
     identity::{hash_token, new_secret_token},
 };
-use chrono::{TimeDelta, Utc};
+use chrono::{DurationRound, TimeDelta, Utc};
 use domain::{Address, AddressInput, Availability, Currency, Email};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Select, Set, sea_query::Expr,
+};
 use serde::{Deserialize, Serialize};
 use store::{
     Db,
@@ -68,15 +71,57 @@ pub struct CartPatch {
     pub shipping_address: Option<AddressInput>,
 }
 
-/// A cart line as checkout needs it.
-#[derive(Debug, Clone)]
-pub struct PricedLine {
+/// A variant as a cart line shows it: current price and stock, its product's title and
+/// whether that product is still for sale. Read with [`line_variants`].
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct LineVariant {
     pub variant_id: Uuid,
+    pub product_id: Uuid,
     pub sku: String,
-    pub title: String,
-    pub quantity: i32,
-    pub unit_price: i64,
+    pub price: i64,
+    pub currency: String,
+    pub options: String,
+    pub stock: i64,
     pub weight_grams: i32,
+    pub title: String,
+    pub product_status: String,
+    pub product_deleted_at: Option<chrono::DateTime<Utc>>,
+}
+
+impl LineVariant {
+    pub fn for_sale(&self) -> bool {
+        self.product_status == "active" && self.product_deleted_at.is_none()
+    }
+}
+
+/// A cart line with its variant, as of the transaction that read it.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct PricedLine {
+    pub item_id: Uuid,
+    pub quantity: i32,
+    #[sea_orm(nested)]
+    pub variant: LineVariant,
+}
+
+/// Variants joined to their products, selecting exactly the columns of [`LineVariant`]: one
+/// query where a variant lookup and a product lookup would be two.
+fn line_variants() -> Select<variants::Entity> {
+    variants::Entity::find()
+        .select_only()
+        .column_as(variants::Column::Id, "variant_id")
+        .columns([
+            variants::Column::ProductId,
+            variants::Column::Sku,
+            variants::Column::Price,
+            variants::Column::Currency,
+            variants::Column::Options,
+            variants::Column::Stock,
+            variants::Column::WeightGrams,
+        ])
+        .column_as(products::Column::Title, "title")
+        .column_as(products::Column::Status, "product_status")
+        .column_as(products::Column::DeletedAt, "product_deleted_at")
+        .join(JoinType::InnerJoin, variants::Relation::Product.def())
 }
 
 #[derive(Clone)]
@@ -115,7 +160,7 @@ impl CartService {
         }
         .insert(self.db.primary())
         .await?;
-        let mut view = self.view_of(self.db.primary(), cart).await?;
+        let mut view = self.render(cart, Vec::new());
         view.token = Some(token);
         Ok(view)
     }
@@ -127,15 +172,35 @@ impl CartService {
         self.check_access(cart, access)
     }
 
-    /// Like [`Self::authorized`], holding the cart's row lock until the transaction ends.
-    pub(crate) async fn authorized_for_update<C: ConnectionTrait>(
+    /// Like [`Self::authorized`], in one statement that also takes the cart's row lock for the
+    /// rest of the transaction (cart writes serialize on it), stamps `updated_at` and sets the
+    /// status (`active`, or `converted` by checkout). A caller without access gets 404 and
+    /// its transaction is rolled back, so the stamp is undone.
+    pub(crate) async fn lock_active<C: ConnectionTrait>(
         &self,
         conn: &C,
         id: Uuid,
         access: &CartAccess,
+        status: &str,
     ) -> ServiceResult<carts::Model> {
-        let cart = carts::Entity::find_by_id(id).lock_exclusive().one(conn).await?.ok_or(ServiceError::not_found("cart"))?;
-        self.check_access(cart, access)
+        // Stored precision is microseconds on both backends; keep the view equal to a re-read.
+        let now = Utc::now().duration_trunc(TimeDelta::microseconds(1)).unwrap_or_else(|_| Utc::now());
+        let cart = carts::Entity::update_many()
+            .col_expr(carts::Column::UpdatedAt, Expr::value(now))
+            .col_expr(carts::Column::Status, Expr::value(status))
+            .filter(carts::Column::Id.eq(id))
+            .filter(carts::Column::Status.eq("active"))
+            .filter(carts::Column::UpdatedAt.gte(now - self.ttl))
+            .exec_with_returning(conn)
+            .await?
+            .pop()
+            .ok_or(ServiceError::not_found("cart"))?;
+        let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
+        let by_user = access.user.is_some() && cart.user_id == access.user;
+        if !(by_token || by_user) {
+            return Err(ServiceError::not_found("cart"));
+        }
+        Ok(cart)
     }
 
     fn check_access(&self, cart: carts::Model, access: &CartAccess) -> ServiceResult<carts::Model> {
@@ -178,65 +243,56 @@ impl CartService {
         self.view_of(self.db.primary(), cart).await
     }
 
-    /// Lines with current prices, SKUs and titles, in the order they were added.
-    pub async fn priced_lines<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        cart: Uuid,
-    ) -> ServiceResult<Vec<(cart_items::Model, variants::Model, String)>> {
-        let rows: Vec<(cart_items::Model, Option<variants::Model>)> = cart_items::Entity::find()
+    /// Lines with current prices, SKUs and titles, in the order they were added: one query.
+    pub async fn priced_lines<C: ConnectionTrait>(&self, conn: &C, cart: Uuid) -> ServiceResult<Vec<PricedLine>> {
+        Ok(line_variants()
+            .column_as(cart_items::Column::Id, "item_id")
+            .column(cart_items::Column::Quantity)
+            .join(JoinType::InnerJoin, cart_items::Relation::Variant.def().rev())
             .filter(cart_items::Column::CartId.eq(cart))
             .order_by_asc(cart_items::Column::Id)
-            .find_also_related(variants::Entity)
+            .into_model::<PricedLine>()
             .all(conn)
-            .await?;
-        let product_ids: Vec<Uuid> = rows.iter().filter_map(|(_, v)| v.as_ref().map(|v| v.product_id)).collect();
-        let titles: std::collections::HashMap<Uuid, String> = products::Entity::find()
-            .select_only()
-            .column(products::Column::Id)
-            .column(products::Column::Title)
-            .filter(products::Column::Id.is_in(product_ids))
-            .into_tuple::<(Uuid, String)>()
-            .all(conn)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(rows
-            .into_iter()
-            .filter_map(|(item, v)| {
-                let v = v?;
-                let title = titles.get(&v.product_id).cloned().unwrap_or_default();
-                Some((item, v, title))
-            })
-            .collect())
+            .await?)
+    }
+
+    /// One variant as a new cart line would show it.
+    pub(crate) async fn line_variant<C: ConnectionTrait>(&self, conn: &C, id: Uuid) -> ServiceResult<Option<LineVariant>> {
+        Ok(line_variants().filter(variants::Column::Id.eq(id)).into_model::<LineVariant>().one(conn).await?)
     }
 
     pub(crate) async fn view_of<C: ConnectionTrait>(&self, conn: &C, cart: carts::Model) -> ServiceResult<CartView> {
         let lines = self.priced_lines(conn, cart.id).await?;
+        Ok(self.render(cart, lines))
+    }
+
+    /// The view of a cart whose lines the caller already read.
+    pub(crate) fn render(&self, cart: carts::Model, lines: Vec<PricedLine>) -> CartView {
         let mut subtotal = 0i64;
         let items = lines
             .into_iter()
-            .map(|(item, v, title)| {
-                let total = v.price.saturating_mul(item.quantity as i64);
+            .map(|line| {
+                let v = line.variant;
+                let total = v.price.saturating_mul(line.quantity as i64);
                 subtotal = subtotal.saturating_add(total);
                 let option_values: Vec<String> = serde_json::from_str::<std::collections::BTreeMap<String, String>>(&v.options)
                     .unwrap_or_default()
                     .into_values()
                     .collect();
-                let title = if option_values.is_empty() { title } else { format!("{title} ({})", option_values.join(" / ")) };
+                let title = if option_values.is_empty() { v.title } else { format!("{} ({})", v.title, option_values.join(" / ")) };
                 CartLineView {
-                    id: item.id,
-                    variant_id: v.id,
+                    id: line.item_id,
+                    variant_id: v.variant_id,
                     sku: v.sku,
                     title,
-                    quantity: item.quantity,
+                    quantity: line.quantity,
                     unit_price: MoneyView { amount: v.price, currency: v.currency.clone() },
                     line_total: MoneyView { amount: total, currency: v.currency },
                     availability: Availability::of(v.stock, self.low_stock),
                 }
             })
             .collect();
-        Ok(CartView {
+        CartView {
             id: cart.id,
             token: None,
             subtotal: MoneyView { amount: subtotal, currency: cart.currency.clone() },
@@ -246,7 +302,7 @@ impl CartService {
             shipping_address: cart.shipping_address.and_then(|a| serde_json::from_str(&a).ok()),
             created_at: cart.created_at,
             updated_at: cart.updated_at,
-        })
+        }
     }
 
     /// On login: moves the lines of the guest cart into the customer's open cart (quantities

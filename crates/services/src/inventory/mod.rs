@@ -11,7 +11,7 @@ use crate::{
 use chrono::{DateTime, Utc};
 use domain::AuditAction;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -71,9 +71,19 @@ pub struct Movement<'a> {
 }
 
 pub async fn record_movement<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, m: Movement<'_>) -> ServiceResult<Uuid> {
-    let id = domain::new_id();
-    mv::ActiveModel {
-        id: Set(id),
+    let ids = record_movements(conn, meta, vec![m]).await?;
+    ids.into_iter().next().ok_or_else(|| ServiceError::internal("no movement recorded"))
+}
+
+/// Ledger entries written with one multi-row insert (checkout writes one per line).
+pub async fn record_movements<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, list: Vec<Movement<'_>>) -> ServiceResult<Vec<Uuid>> {
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let ids: Vec<Uuid> = list.iter().map(|_| domain::new_id()).collect();
+    let rows = list.iter().zip(&ids).map(|(m, id)| mv::ActiveModel {
+        id: Set(*id),
         variant_id: Set(m.variant_id),
         delta: Set(m.delta),
         reserved_delta: Set(m.reserved_delta),
@@ -82,20 +92,21 @@ pub async fn record_movement<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, m
         stock_after: Set(m.stock_after),
         actor_id: Set(meta.actor.map(|a| a.id)),
         order_id: Set(m.order_id),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
+    });
+    mv::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    for m in &list {
+        // Crossings become domain events, in this transaction: back in stock (subscribers
+        // are emailed) and low stock (staff are).
+        let before = m.stock_after - m.delta;
+        if before <= 0 && m.stock_after > 0 && !matches!(m.kind, Kind::Initial) {
+            crate::outbox::emit(conn, "variant.back_in_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
+        }
+        if before > m.low_stock && m.stock_after <= m.low_stock {
+            crate::outbox::emit(conn, "variant.low_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
+        }
     }
-    .insert(conn)
-    .await?;
-    // Crossings become domain events, in this transaction: back in stock (subscribers are
-    // emailed) and low stock (staff are).
-    let before = m.stock_after - m.delta;
-    if before <= 0 && m.stock_after > 0 && !matches!(m.kind, Kind::Initial) {
-        crate::outbox::emit(conn, "variant.back_in_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
-    }
-    if before > m.low_stock && m.stock_after <= m.low_stock {
-        crate::outbox::emit(conn, "variant.low_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
-    }
-    Ok(id)
+    Ok(ids)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

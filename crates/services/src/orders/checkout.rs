@@ -9,15 +9,14 @@ use crate::{
     inventory::{self, Kind, Movement},
     outbox,
 };
-use chrono::Utc;
 use domain::{AuditAction, Currency, Money, OrderStatus};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use store::entities::{carts, order_lines, orders, payments, products, users, variants};
+use store::entities::{order_lines, orders, payments, users, variants};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -99,10 +98,9 @@ impl OrderService {
             // together: from here on a replay returns this order, whatever happens next.
             let response = with_retry(|| async {
                 let tx = self.db.begin().await?;
-                let (id, moves) = self.place_order(&tx, meta, access, &req, &provider_name).await?;
-                let order = orders::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("order"))?;
+                let (order, moves) = self.place_order(&tx, meta, access, &req, &provider_name).await?;
                 let response = CheckoutResponse {
-                    order: self.view(&tx, order).await?,
+                    order,
                     payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
                 };
                 if let Some(c) = &claim {
@@ -122,6 +120,10 @@ impl OrderService {
             let amount = Money::price(response.order.total.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
             let order_id = response.order.id;
             let started = provider.start(order_id, amount, &key).await.map_err(crate::payments::unavailable)?;
+            if started.status == response.payment.status && started.reference.is_none() && started.client_secret.is_none() {
+                // Nothing to add (the manual provider): the stored response already says it all.
+                return Ok(response);
+            }
             let response = CheckoutResponse {
                 payment: PaymentView { status: started.status.into(), client_secret: started.client_secret.clone(), ..response.payment },
                 ..response
@@ -149,11 +151,12 @@ impl OrderService {
         access: &CartAccess,
         req: &CheckoutRequest,
         provider: &str,
-    ) -> ServiceResult<(Uuid, Vec<StockMove>)> {
-        // The cart row is locked first: a second checkout of the same cart waits here, then
-        // finds it converted. Stock needs no more than READ COMMITTED: each reservation is a
+    ) -> ServiceResult<(OrderView, Vec<StockMove>)> {
+        // The cart is closed first, in the statement that takes its row lock: a second
+        // checkout of the same cart waits here, then finds it converted. Anything below that
+        // fails rolls this back. Stock needs no more than READ COMMITTED: each reservation is a
         // conditional update that PostgreSQL re-checks against the latest row version.
-        let cart = self.carts.authorized_for_update(tx, req.cart_id, access).await?;
+        let cart = self.carts.lock_active(tx, req.cart_id, access, "converted").await?;
         let mut lines = self.carts.priced_lines(tx, cart.id).await?;
         if lines.is_empty() {
             return Err(ServiceError::conflict("cart_empty", "the cart has no items"));
@@ -162,26 +165,10 @@ impl OrderService {
         let owner = cart.user_id.or(access.user);
         // Lines whose product was archived, unpublished or deleted since they were added are
         // not for sale any more.
-        let product_ids: Vec<Uuid> = lines.iter().map(|(_, v, _)| v.product_id).collect();
-        let live: std::collections::HashSet<Uuid> = products::Entity::find()
-            .select_only()
-            .column(products::Column::Id)
-            .filter(products::Column::Id.is_in(product_ids))
-            .filter(products::Column::Status.eq("active"))
-            .filter(products::Column::DeletedAt.is_null())
-            .into_tuple::<Uuid>()
-            .all(tx)
-            .await?
-            .into_iter()
-            .collect();
-        let gone: Vec<FieldError> = lines
-            .iter()
-            .filter(|(_, v, _)| !live.contains(&v.product_id))
-            .map(|(_, v, _)| FieldError::new(format!("items.{}", v.id), format!("{} is no longer for sale", v.sku)))
-            .collect();
+        let gone: Vec<String> =
+            lines.iter().filter(|l| !l.variant.for_sale()).map(|l| format!("{} is no longer for sale", l.variant.sku)).collect();
         if !gone.is_empty() {
-            let detail = gone.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ");
-            return Err(ServiceError::Conflict { code: "item_unavailable", detail: format!("{detail}: remove these lines") });
+            return Err(ServiceError::Conflict { code: "item_unavailable", detail: format!("{}: remove these lines", gone.join("; ")) });
         }
         let email = match (&cart.email, owner) {
             (Some(e), _) => e.clone(),
@@ -201,12 +188,12 @@ impl OrderService {
         // Prices and totals are frozen here, from the rows this transaction reads.
         let mut subtotal = Money::zero(currency);
         let mut weight = 0i64;
-        for (item, v, _) in &lines {
-            let line = Money::price(v.price, currency).ok().and_then(|p| p.checked_mul(item.quantity as i64));
+        for l in &lines {
+            let line = Money::price(l.variant.price, currency).ok().and_then(|p| p.checked_mul(l.quantity as i64));
             subtotal = line
-                .and_then(|l| subtotal.checked_add(l))
+                .and_then(|line| subtotal.checked_add(line))
                 .ok_or_else(|| ServiceError::conflict("currency_mismatch", "a cart line is priced in another currency"))?;
-            weight += v.weight_grams as i64 * item.quantity as i64;
+            weight += l.variant.weight_grams as i64 * l.quantity as i64;
         }
         let quote = self.shipping.quotes(tx, &country, weight, subtotal).await?.into_iter().find(|q| q.id == req.shipping_rate_id);
         let quote = quote.ok_or_else(|| ServiceError::field("shipping_rate_id", "is not offered for this cart's address and contents"))?;
@@ -215,21 +202,23 @@ impl OrderService {
 
         // Reserve: one conditional update per line, in a fixed order (no deadlocks between
         // crossing carts); the stock left comes back from the update itself.
-        lines.sort_by_key(|(_, v, _)| v.id);
+        lines.sort_by_key(|l| l.variant.variant_id);
         let mut short = Vec::new();
         let mut stock_after = Vec::with_capacity(lines.len());
-        for (item, v, _) in &lines {
-            let q = item.quantity as i64;
+        for l in &lines {
+            let (v, q) = (&l.variant, l.quantity as i64);
             let updated = variants::Entity::update_many()
                 .col_expr(variants::Column::Stock, Expr::col(variants::Column::Stock).sub(q))
                 .col_expr(variants::Column::Reserved, Expr::col(variants::Column::Reserved).add(q))
-                .filter(variants::Column::Id.eq(v.id))
+                .filter(variants::Column::Id.eq(v.variant_id))
                 .filter(variants::Column::Stock.gte(q))
                 .exec_with_returning(tx)
                 .await?;
             match updated.first() {
                 Some(row) => stock_after.push(row.stock),
-                None => short.push(FieldError::new(format!("items.{}", v.id), format!("not enough stock of {} for {} units", v.sku, q))),
+                None => {
+                    short.push(FieldError::new(format!("items.{}", v.variant_id), format!("not enough stock of {} for {} units", v.sku, q)))
+                }
             }
         }
         if !short.is_empty() {
@@ -241,63 +230,62 @@ impl OrderService {
             return Err(ServiceError::InsufficientStock { detail, variants: short });
         }
 
-        let now = Utc::now();
-        let order_id = domain::new_id();
-        let number = self.db.next_order_number(tx).await?;
-        orders::ActiveModel {
-            id: Set(order_id),
-            number: Set(number),
-            user_id: Set(owner),
-            cart_id: Set(cart.id),
-            email: Set(email),
-            status: Set(OrderStatus::PendingPayment.as_str().into()),
-            version: Set(0),
-            currency: Set(cart.currency.clone()),
-            subtotal: Set(subtotal.amount()),
-            shipping_total: Set(shipping.amount()),
-            total: Set(total.amount()),
-            refunded_total: Set(0),
-            shipping_address: Set(address),
-            shipping_method: Set(quote.name.clone()),
-            payment_provider: Set(provider.to_owned()),
-            carrier: Set(None),
-            tracking_number: Set(None),
-            expires_at: Set(now + self.reservation_ttl),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(tx)
-        .await?;
-        for ((item, v, title), after) in lines.iter().zip(&stock_after) {
-            let q = item.quantity as i64;
-            order_lines::ActiveModel {
-                id: Set(domain::new_id()),
-                order_id: Set(order_id),
-                variant_id: Set(v.id),
-                sku: Set(v.sku.clone()),
-                title: Set(title.clone()),
-                quantity: Set(item.quantity),
-                unit_price: Set(v.price),
-                line_total: Set(v.price * q),
-                restocked_quantity: Set(0),
-            }
-            .insert(tx)
+        // Stored precision is microseconds on both backends: the response equals a re-read.
+        let now = cart.updated_at;
+        let order = orders::Model {
+            id: domain::new_id(),
+            number: self.db.next_order_number(tx).await?,
+            user_id: owner,
+            cart_id: cart.id,
+            email,
+            status: OrderStatus::PendingPayment.as_str().into(),
+            version: 0,
+            currency: cart.currency.clone(),
+            subtotal: subtotal.amount(),
+            shipping_total: shipping.amount(),
+            total: total.amount(),
+            refunded_total: 0,
+            shipping_address: address,
+            shipping_method: quote.name.clone(),
+            payment_provider: provider.to_owned(),
+            carrier: None,
+            tracking_number: None,
+            expires_at: now + self.reservation_ttl,
+            created_at: now,
+            updated_at: now,
+        };
+        orders::Entity::insert(orders::ActiveModel::from(order.clone())).exec_without_returning(tx).await?;
+        let order_lines: Vec<order_lines::Model> = lines
+            .iter()
+            .map(|l| order_lines::Model {
+                id: domain::new_id(),
+                order_id: order.id,
+                variant_id: l.variant.variant_id,
+                sku: l.variant.sku.clone(),
+                title: l.variant.title.clone(),
+                quantity: l.quantity,
+                unit_price: l.variant.price,
+                line_total: l.variant.price * l.quantity as i64,
+                restocked_quantity: 0,
+            })
+            .collect();
+        order_lines::Entity::insert_many(order_lines.iter().cloned().map(order_lines::ActiveModel::from))
+            .exec_without_returning(tx)
             .await?;
-            let m = Movement {
-                variant_id: v.id,
-                delta: -q,
-                reserved_delta: q,
-                kind: Kind::Reservation,
-                reason: "checkout",
-                stock_after: *after,
-                order_id: Some(order_id),
-                low_stock: self.catalog.low_stock(),
-            };
-            inventory::record_movement(tx, meta, m).await?;
-        }
+        let movements = lines.iter().zip(&stock_after).map(|(l, after)| Movement {
+            variant_id: l.variant.variant_id,
+            delta: -(l.quantity as i64),
+            reserved_delta: l.quantity as i64,
+            kind: Kind::Reservation,
+            reason: "checkout",
+            stock_after: *after,
+            order_id: Some(order.id),
+            low_stock: self.catalog.low_stock(),
+        });
+        inventory::record_movements(tx, meta, movements.collect()).await?;
         payments::ActiveModel {
             id: Set(domain::new_id()),
-            order_id: Set(order_id),
+            order_id: Set(order.id),
             provider: Set(provider.to_owned()),
             reference: Set(None),
             amount: Set(total.amount()),
@@ -309,24 +297,17 @@ impl OrderService {
         }
         .insert(tx)
         .await?;
-        let converted = carts::Entity::update_many()
-            .col_expr(carts::Column::Status, Expr::value("converted"))
-            .col_expr(carts::Column::UpdatedAt, Expr::value(now))
-            .filter(carts::Column::Id.eq(cart.id))
-            .filter(carts::Column::Status.eq("active"))
-            .exec(tx)
-            .await?;
-        if converted.rows_affected != 1 {
-            return Err(ServiceError::not_found("cart"));
-        }
-        let summary = serde_json::json!({"number": number, "status": "pending_payment", "total": total.amount(), "currency": cart.currency, "lines": lines.len()});
-        audit::record(tx, meta, Change::new(AuditAction::Order, "order", order_id).new_values(&summary)).await?;
-        outbox::emit(tx, "order.created", order_id, summary).await?;
-        let moves = lines.iter().zip(&stock_after).map(|((item, v, _), after)| StockMove {
-            product_id: v.product_id,
-            before: after + item.quantity as i64,
+        let summary = serde_json::json!({"number": order.number, "status": "pending_payment", "total": total.amount(), "currency": cart.currency, "lines": lines.len()});
+        audit::record(tx, meta, Change::new(AuditAction::Order, "order", order.id).new_values(&summary)).await?;
+        outbox::emit(tx, "order.created", order.id, summary).await?;
+        let moves = lines.iter().zip(&stock_after).map(|(l, after)| StockMove {
+            product_id: l.variant.product_id,
+            before: after + l.quantity as i64,
             after: *after,
         });
-        Ok((order_id, moves.collect()))
+        let moves = moves.collect();
+        let mut order_lines = order_lines;
+        order_lines.sort_by_key(|l| l.id);
+        Ok((super::render(order, order_lines), moves))
     }
 }

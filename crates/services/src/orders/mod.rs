@@ -108,6 +108,42 @@ fn money(amount: i64, currency: &str) -> MoneyView {
     MoneyView { amount, currency: currency.to_owned() }
 }
 
+/// The view of an order whose lines the caller already has.
+fn render(o: orders::Model, lines: Vec<order_lines::Model>) -> OrderView {
+    let c = o.currency.clone();
+    OrderView {
+        id: o.id,
+        number: o.number,
+        items: lines
+            .into_iter()
+            .map(|l| OrderLineView {
+                id: l.id,
+                variant_id: l.variant_id,
+                sku: l.sku,
+                title: l.title,
+                quantity: l.quantity,
+                unit_price: money(l.unit_price, &c),
+                line_total: money(l.line_total, &c),
+            })
+            .collect(),
+        subtotal: money(o.subtotal, &c),
+        shipping_total: money(o.shipping_total, &c),
+        total: money(o.total, &c),
+        refunded_total: money(o.refunded_total, &c),
+        shipping_address: serde_json::from_str(&o.shipping_address).unwrap_or_default(),
+        expires_at: (o.status == OrderStatus::PendingPayment.as_str()).then_some(o.expires_at),
+        status: o.status,
+        currency: o.currency,
+        email: o.email,
+        shipping_method: o.shipping_method,
+        payment_provider: o.payment_provider,
+        carrier: o.carrier,
+        tracking_number: o.tracking_number,
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+    }
+}
+
 impl OrderService {
     pub fn new(
         db: Db,
@@ -147,40 +183,8 @@ impl OrderService {
         Ok(list
             .into_iter()
             .map(|o| {
-                let c = o.currency.clone();
-                OrderView {
-                    id: o.id,
-                    number: o.number,
-                    items: lines
-                        .remove(&o.id)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|l| OrderLineView {
-                            id: l.id,
-                            variant_id: l.variant_id,
-                            sku: l.sku,
-                            title: l.title,
-                            quantity: l.quantity,
-                            unit_price: money(l.unit_price, &c),
-                            line_total: money(l.line_total, &c),
-                        })
-                        .collect(),
-                    subtotal: money(o.subtotal, &c),
-                    shipping_total: money(o.shipping_total, &c),
-                    total: money(o.total, &c),
-                    refunded_total: money(o.refunded_total, &c),
-                    shipping_address: serde_json::from_str(&o.shipping_address).unwrap_or_default(),
-                    expires_at: (o.status == OrderStatus::PendingPayment.as_str()).then_some(o.expires_at),
-                    status: o.status,
-                    currency: o.currency,
-                    email: o.email,
-                    shipping_method: o.shipping_method,
-                    payment_provider: o.payment_provider,
-                    carrier: o.carrier,
-                    tracking_number: o.tracking_number,
-                    created_at: o.created_at,
-                    updated_at: o.updated_at,
-                }
+                let items = lines.remove(&o.id).unwrap_or_default();
+                render(o, items)
             })
             .collect())
     }
@@ -245,9 +249,9 @@ impl OrderService {
             .ok_or_else(|| ServiceError::field("shipping_address", "set the cart's shipping address first"))?;
         let currency = domain::Currency::parse(&cart.currency).map_err(|e| ServiceError::internal(e.0))?;
         let (mut subtotal, mut weight) = (0i64, 0i64);
-        for (item, v, _) in self.carts.priced_lines(conn, cart.id).await? {
-            subtotal = subtotal.saturating_add(v.price.saturating_mul(item.quantity as i64));
-            weight += v.weight_grams as i64 * item.quantity as i64;
+        for line in self.carts.priced_lines(conn, cart.id).await? {
+            subtotal = subtotal.saturating_add(line.variant.price.saturating_mul(line.quantity as i64));
+            weight += line.variant.weight_grams as i64 * line.quantity as i64;
         }
         let subtotal = domain::Money::price(subtotal, currency).map_err(|e| ServiceError::internal(e.0))?;
         self.shipping.quotes(conn, &country, weight, subtotal).await

@@ -9,6 +9,7 @@ mod m0003_orders;
 mod m0004_webhooks;
 mod m0005_jobs;
 mod m0006_media;
+mod m0007_cart_hot_updates;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_webhooks::Migration),
             Box::new(m0005_jobs::Migration),
             Box::new(m0006_media::Migration),
+            Box::new(m0007_cart_hot_updates::Migration),
         ]
     }
 }
