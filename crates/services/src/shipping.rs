@@ -17,6 +17,44 @@ use store::{
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// Zones and rates as read at one moment.
+pub struct RateTable {
+    zones: Vec<zones::Model>,
+    rates: Vec<rates::Model>,
+}
+
+impl RateTable {
+    /// The rates offered for a destination, weight and subtotal, cheapest first: those of the
+    /// zone listing the country, else of the catch-all zone (`*`).
+    pub fn quotes(&self, country: &str, weight_grams: i64, subtotal: Money) -> Vec<Quote> {
+        let listed = |z: &zones::Model| serde_json::from_str::<Vec<String>>(&z.countries).unwrap_or_default();
+        let all = &self.zones;
+        let zone =
+            all.iter().find(|z| listed(z).iter().any(|c| c == country)).or_else(|| all.iter().find(|z| listed(z).iter().any(|c| c == "*")));
+        let Some(zone) = zone else { return Vec::new() };
+        let mut quotes: Vec<Quote> = self
+            .rates
+            .iter()
+            .filter(|r| r.zone_id == zone.id)
+            .filter(|r| r.currency == subtotal.currency().code())
+            .filter(|r| {
+                r.min_weight_grams.is_none_or(|lo| weight_grams >= lo as i64)
+                    && r.max_weight_grams.is_none_or(|hi| weight_grams < hi as i64)
+            })
+            .map(|r| {
+                let free = r.free_above.is_some_and(|t| subtotal.amount() >= t);
+                Quote {
+                    id: r.id,
+                    name: r.name.clone(),
+                    price: MoneyView { amount: if free { 0 } else { r.price }, currency: r.currency.clone() },
+                }
+            })
+            .collect();
+        quotes.sort_by_key(|q| q.price.amount);
+        quotes
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateInput {
@@ -256,26 +294,15 @@ impl ShippingService {
         weight_grams: i64,
         subtotal: Money,
     ) -> ServiceResult<Vec<Quote>> {
-        let all = zones::Entity::find().all(conn).await?;
-        let listed = |z: &zones::Model| serde_json::from_str::<Vec<String>>(&z.countries).unwrap_or_default();
-        let zone =
-            all.iter().find(|z| listed(z).iter().any(|c| c == country)).or_else(|| all.iter().find(|z| listed(z).iter().any(|c| c == "*")));
-        let Some(zone) = zone else { return Ok(Vec::new()) };
-        let rs = rates::Entity::find().filter(rates::Column::ZoneId.eq(zone.id)).order_by_asc(rates::Column::Position).all(conn).await?;
-        let mut quotes: Vec<Quote> = rs
-            .into_iter()
-            .filter(|r| r.currency == subtotal.currency().code())
-            .filter(|r| {
-                r.min_weight_grams.is_none_or(|lo| weight_grams >= lo as i64)
-                    && r.max_weight_grams.is_none_or(|hi| weight_grams < hi as i64)
-            })
-            .map(|r| {
-                let free = r.free_above.is_some_and(|t| subtotal.amount() >= t);
-                Quote { id: r.id, name: r.name, price: MoneyView { amount: if free { 0 } else { r.price }, currency: r.currency } }
-            })
-            .collect();
-        quotes.sort_by_key(|q| q.price.amount);
-        Ok(quotes)
+        Ok(self.table(conn).await?.quotes(country, weight_grams, subtotal))
+    }
+
+    /// Every zone and rate (two small tables), to quote from without going back to the
+    /// database: checkout reads them before its transaction so the transaction stays short.
+    pub async fn table<C: ConnectionTrait>(&self, conn: &C) -> ServiceResult<RateTable> {
+        let zones = zones::Entity::find().all(conn).await?;
+        let rates = rates::Entity::find().order_by_asc(rates::Column::Position).all(conn).await?;
+        Ok(RateTable { zones, rates })
     }
 
     /// The demo zone: every country, a free-above-50 standard rate and an express rate.

@@ -195,12 +195,14 @@ async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[Ato
     let slot = usize::from(pool != "primary");
     conn.set_metric_callback(move |info| {
         counts[slot].fetch_add(1, Ordering::Relaxed);
-        let op = match info.statement.sql.split_whitespace().next().map(str::to_ascii_uppercase).as_deref() {
-            Some(op @ ("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "BEGIN" | "COMMIT" | "ROLLBACK")) => op.to_owned(),
-            _ => "OTHER".to_owned(),
-        };
+        // Runs for every statement: no allocation to find its kind.
+        let first = info.statement.sql.split_whitespace().next().unwrap_or_default();
+        let op = ["SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK"]
+            .into_iter()
+            .find(|op| first.eq_ignore_ascii_case(op))
+            .unwrap_or("OTHER");
         let outcome = if info.failed { "error" } else { "ok" };
-        metrics::counter!("valuva_db_queries_total", "operation" => op.clone(), "outcome" => outcome, "pool" => pool).increment(1);
+        metrics::counter!("valuva_db_queries_total", "operation" => op, "outcome" => outcome, "pool" => pool).increment(1);
         metrics::histogram!("valuva_db_query_duration_seconds", "operation" => op).record(info.elapsed.as_secs_f64());
     });
     Ok(conn)

@@ -68,12 +68,14 @@ impl CartService {
     /// row lock is taken first, so the lines read here stay current until commit.
     pub async fn add_item(&self, id: Uuid, access: &CartAccess, variant_id: Uuid, quantity: i64) -> ServiceResult<CartView> {
         let quantity = check_quantity(quantity)?;
-        let tx = self.db.begin().await?;
-        let cart = self.lock_active(&tx, id, access, "active").await?;
-        let variant = match self.line_variant(&tx, variant_id).await? {
+        // Read before the transaction, which then holds the cart's lock (on SQLite: the one
+        // writer) for fewer statements. Checkout checks again what matters.
+        let variant = match self.line_variant(&self.db.reader(), variant_id).await? {
             Some(v) if v.for_sale() => v,
             _ => return Err(ServiceError::field("variant_id", "no such purchasable variant")),
         };
+        let tx = self.db.begin().await?;
+        let cart = self.lock_active(&tx, id, access, "active").await?;
         if variant.currency != cart.currency {
             return Err(ServiceError::conflict(
                 "currency_mismatch",

@@ -8,6 +8,7 @@ use crate::{
     idempotency::{self, Outcome},
     inventory::{self, Kind, Movement},
     outbox,
+    shipping::RateTable,
 };
 use domain::{AuditAction, Currency, Money, OrderStatus};
 use sea_orm::{
@@ -93,12 +94,16 @@ impl OrderService {
             access.user.map(|u| u.to_string()).or_else(|| access.token.as_deref().map(crate::identity::hash_token)).unwrap_or_default();
         let scope = format!("checkout:{}:{caller}", req.cart_id);
         let request = serde_json::to_value(&req).map_err(ServiceError::internal)?;
+        // Read before the transaction, which then holds its locks (on SQLite: the one writer)
+        // for fewer statements.
+        let rates = self.shipping.table(&self.db.reader()).await?;
+        let rates = &rates;
         idempotency::run(&self.db, scope, Some(key.clone()), &request, |claim| async move {
             // The order, its reservation and the stored response (payment still pending) commit
             // together: from here on a replay returns this order, whatever happens next.
             let response = with_retry(|| async {
                 let tx = self.db.begin().await?;
-                let (order, moves) = self.place_order(&tx, meta, access, &req, &provider_name).await?;
+                let (order, moves) = self.place_order(&tx, meta, access, &req, &provider_name, rates).await?;
                 let response = CheckoutResponse {
                     order,
                     payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
@@ -151,6 +156,7 @@ impl OrderService {
         access: &CartAccess,
         req: &CheckoutRequest,
         provider: &str,
+        rates: &RateTable,
     ) -> ServiceResult<(OrderView, Vec<StockMove>)> {
         // The cart is closed first, in the statement that takes its row lock: a second
         // checkout of the same cart waits here, then finds it converted. Anything below that
@@ -195,7 +201,7 @@ impl OrderService {
                 .ok_or_else(|| ServiceError::conflict("currency_mismatch", "a cart line is priced in another currency"))?;
             weight += l.variant.weight_grams as i64 * l.quantity as i64;
         }
-        let quote = self.shipping.quotes(tx, &country, weight, subtotal).await?.into_iter().find(|q| q.id == req.shipping_rate_id);
+        let quote = rates.quotes(&country, weight, subtotal).into_iter().find(|q| q.id == req.shipping_rate_id);
         let quote = quote.ok_or_else(|| ServiceError::field("shipping_rate_id", "is not offered for this cart's address and contents"))?;
         let shipping = Money::price(quote.price.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
         let total = subtotal.checked_add(shipping).ok_or_else(|| ServiceError::internal("total overflows"))?;

@@ -24,6 +24,7 @@ mod pagination;
 mod proxy;
 mod replica;
 mod roles;
+mod round_trips;
 mod scale;
 mod sentry;
 mod shopify;

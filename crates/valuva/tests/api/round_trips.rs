@@ -1,0 +1,75 @@
+//! Statements per step of the checkout flow, counted by the server's own pools. The flow is
+//! database-bound (the benchmark's checkout saturates PostgreSQL first), so these budgets
+//! guard its speed without timing anything: a new N+1 query or a re-read fails here.
+
+use crate::{
+    orders_support::{Cart, rate, shop, variant},
+    support::TestApp,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// Statements the server ran while answering `step` (both pools), and its response.
+async fn counted(app: &TestApp, expect: StatusCode, step: impl Future<Output = reqwest::Response>) -> (u64, reqwest::Response) {
+    let before = app.statements();
+    let res = step.await;
+    let after = app.statements();
+    assert_eq!(res.status(), expect);
+    ((after.0 - before.0) + (after.1 - before.1), res)
+}
+
+/// Statements for: new cart, one per line added, address set, checkout.
+async fn flow(app: &TestApp, lines: &[String]) -> (u64, Vec<u64>, u64, u64) {
+    let (create, res) = counted(app, StatusCode::CREATED, app.post("/api/v1/carts", None, json!({"currency": "EUR"}))).await;
+    let body: serde_json::Value = res.json().await.unwrap();
+    let cart = Cart { id: body["id"].as_str().unwrap().into(), token: body["token"].as_str().unwrap().into() };
+    let mut adds = Vec::new();
+    for v in lines {
+        let add = cart.req(app, Method::POST, &format!("/api/v1/carts/{}/items", cart.id)).json(&json!({"variant_id": v, "quantity": 1}));
+        adds.push(counted(app, StatusCode::OK, async { add.send().await.unwrap() }).await.0);
+    }
+    let address = json!({"name": "Ann", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let patch = cart
+        .req(app, Method::PATCH, &format!("/api/v1/carts/{}", cart.id))
+        .json(&json!({"email": "a@example.com", "shipping_address": address}));
+    let (patched, _) = counted(app, StatusCode::OK, async { patch.send().await.unwrap() }).await;
+    let rate = rate(app, &cart).await;
+    let checkout = cart
+        .req(app, Method::POST, "/api/v1/checkout")
+        .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+        .json(&json!({"cart_id": cart.id, "shipping_rate_id": rate}));
+    let (ordered, _) = counted(app, StatusCode::CREATED, async { checkout.send().await.unwrap() }).await;
+    (create, adds, patched, ordered)
+}
+
+#[tokio::test]
+async fn the_checkout_flow_stays_within_its_statement_budget() {
+    let app = TestApp::spawn_with(|c| {
+        // Nothing else may touch the pools while statements are counted.
+        c.worker_enabled = false;
+        c.housekeeping_interval_ms = 3_600_000;
+    })
+    .await;
+    let shop = shop(&app).await;
+    let mut variants = Vec::new();
+    for _ in 0..3 {
+        variants.push(variant(&app, &shop, 1000, 50).await);
+    }
+
+    let (create, adds, patched, three_lines) = flow(&app, &variants).await;
+    assert_eq!(create, 1, "a new cart is one INSERT");
+    for add in &adds {
+        // Variant read; lock-and-stamp the cart; its lines; the line write. (BEGIN and COMMIT
+        // are not counted here.)
+        assert!(*add <= 4, "adding a line took {add} statements");
+    }
+    assert!(patched <= 3, "setting the address took {patched} statements");
+    // Claim the key; zones and rates; close the cart; its lines; one reservation per line;
+    // order number; order; lines; ledger; payment; audit; event; stored response.
+    assert!(three_lines <= 16, "checking out three lines took {three_lines} statements");
+
+    // Only the per-line stock reservation grows with the cart: everything else is one
+    // statement for all lines.
+    let (_, _, _, one_line) = flow(&app, &variants[..1]).await;
+    assert_eq!(three_lines - one_line, 2, "1 line: {one_line} statements, 3 lines: {three_lines}");
+}
