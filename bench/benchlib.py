@@ -92,9 +92,9 @@ def prepare(api, concurrency, hot_stock, deep_pages):
 def wrk(base, paths_file, script, concurrency, warmup, duration):
     threads = str(min(2, concurrency))
     if warmup > 0:
-        subprocess.run(["wrk", "-t", threads, "-c", str(concurrency), "-d", f"{warmup}s", "-s", script, base, "--", paths_file],
+        subprocess.run(["wrk", "-t", threads, "-c", str(concurrency), "-d", f"{max(1, round(warmup))}s", "-s", script, base, "--", paths_file],
                        check=True, capture_output=True)
-    out = subprocess.run(["wrk", "-t", threads, "-c", str(concurrency), "-d", f"{duration}s", "--latency", "-s", script, base, "--", paths_file],
+    out = subprocess.run(["wrk", "-t", threads, "-c", str(concurrency), "-d", f"{max(1, round(duration))}s", "--latency", "-s", script, base, "--", paths_file],
                          check=True, capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
     res = json.loads(line[len("WRK_JSON "):])
