@@ -88,9 +88,11 @@ impl PgReplica {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Waits until `database` has been replayed here.
+    /// Waits until `database` has been replayed here. The whole suite creates a database per
+    /// test on the same primary at once (each `CREATE DATABASE` WAL-logs a copy of the
+    /// template), so the standby can be well behind while the suite runs: 30 s was once too short.
     pub fn wait_for_database(&self, database: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while psql(&self.url("postgres"), &format!("SELECT count(*) FROM pg_database WHERE datname = '{database}'")) != "1" {
             assert!(Instant::now() < deadline, "database {database} never reached the replica");
             std::thread::sleep(Duration::from_millis(20));
