@@ -210,6 +210,17 @@ async fn probes_and_docs() {
     let health: serde_json::Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(health["database"]["status"], "healthy");
     assert_eq!(health["migrations"]["status"], "healthy");
+    if app.state.db.backend() == platform::config::Backend::Sqlite {
+        // One writer connection; reads that need no transaction use read-only connections.
+        assert_eq!(health["pools"]["primary"]["connections"]["max"], 1, "{health}");
+        assert!(health["pools"]["readers"]["connections"]["max"].as_u64().unwrap() >= 1, "{health}");
+        let before = app.statements();
+        assert_eq!(app.get("/api/v1/products?limit=5", None).await.status(), StatusCode::OK);
+        let after = app.statements();
+        assert!(after.1 > before.1, "a storefront listing reads from the readers: {before:?} → {after:?}");
+    } else {
+        assert!(health["pools"].get("readers").is_none(), "{health}");
+    }
     let docs = app.get("/docs/", None).await;
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
