@@ -103,6 +103,12 @@ pub struct PricedLine {
     pub variant: LineVariant,
 }
 
+/// The holder of the cart's secret token, or its signed-in owner.
+fn may_reach(cart: &carts::Model, access: &CartAccess) -> bool {
+    let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
+    by_token || (access.user.is_some() && cart.user_id == access.user)
+}
+
 /// Variants joined to their products, selecting exactly the columns of [`LineVariant`]: one
 /// query where a variant lookup and a product lookup would be two.
 fn line_variants() -> Select<variants::Entity> {
@@ -195,18 +201,14 @@ impl CartService {
             .await?
             .pop()
             .ok_or(ServiceError::not_found("cart"))?;
-        let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
-        let by_user = access.user.is_some() && cart.user_id == access.user;
-        if !(by_token || by_user) {
+        if !may_reach(&cart, access) {
             return Err(ServiceError::not_found("cart"));
         }
         Ok(cart)
     }
 
     fn check_access(&self, cart: carts::Model, access: &CartAccess) -> ServiceResult<carts::Model> {
-        let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
-        let by_user = access.user.is_some() && cart.user_id == access.user;
-        if !(by_token || by_user) || cart.status != "active" || cart.updated_at < Utc::now() - self.ttl {
+        if !may_reach(&cart, access) || cart.status != "active" || cart.updated_at < Utc::now() - self.ttl {
             return Err(ServiceError::not_found("cart"));
         }
         Ok(cart)
