@@ -53,15 +53,8 @@ pub async fn upload(
     responses((status = 200, description = "the file", content_type = "image/webp"), (status = 404)))]
 pub async fn file(State(state): State<AppState>, Path((id, name)): Path<(String, String)>) -> Result<Response, ApiError> {
     let body = state.media.read(&format!("{id}/{name}")).await?.ok_or_else(ApiError::not_found)?;
-    let content_type = match name.rsplit('.').next() {
-        Some("webp") => "image/webp",
-        Some("jpg") => "image/jpeg",
-        Some("png") => "image/png",
-        Some("gif") => "image/gif",
-        _ => "application/octet-stream",
-    };
     let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CONTENT_TYPE, HeaderValue::from_static(services::media::image::content_type_of(&name))),
         (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
     ];
     Ok((headers, body).into_response())

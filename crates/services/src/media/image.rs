@@ -47,6 +47,12 @@ fn kind(format: ImageFormat) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// The content type of a stored file, from its extension (the names this module gives).
+pub fn content_type_of(name: &str) -> &'static str {
+    let format = name.rsplit_once('.').and_then(|(_, ext)| ImageFormat::from_extension(ext));
+    format.and_then(kind).map_or("application/octet-stream", |(content_type, _)| content_type)
+}
+
 fn encode(img: &DynamicImage, format: ImageFormat) -> Result<Encoded, ImageError> {
     let (content_type, extension) = kind(format).ok_or(ImageError::Unsupported)?;
     let mut out = Cursor::new(Vec::new());

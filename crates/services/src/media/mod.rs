@@ -9,7 +9,7 @@ use crate::{RequestMeta, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as StorePath};
 use platform::resilience::{CallError, Resilience, Retryable};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, Set};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use store::{Db, entities::media};
@@ -131,7 +131,8 @@ impl MediaService {
             renditions.push(RenditionView { width: r.width, height: r.height, content_type: r.content_type.into(), url: self.url(&name) });
             names.push(name);
         }
-        let blobs = std::iter::once(processed.original.bytes.clone()).chain(processed.renditions.into_iter().map(|r| r.bytes));
+        let mut original = processed.original;
+        let blobs = std::iter::once(std::mem::take(&mut original.bytes)).chain(processed.renditions.into_iter().map(|r| r.bytes));
         for (name, blob) in names.iter().zip(blobs) {
             if let Err(e) = self.put(name, blob).await {
                 self.remove(&names).await;
@@ -140,9 +141,9 @@ impl MediaService {
         }
         let row = media::ActiveModel {
             id: Set(id),
-            content_type: Set(processed.original.content_type.into()),
-            width: Set(processed.original.width as i32),
-            height: Set(processed.original.height as i32),
+            content_type: Set(original.content_type.into()),
+            width: Set(original.width as i32),
+            height: Set(original.height as i32),
             size_bytes: Set(size),
             original_key: Set(original_name.clone()),
             renditions: Set(serde_json::to_string(&renditions).map_err(ServiceError::internal)?),
@@ -156,7 +157,7 @@ impl MediaService {
                 return Err(e.into());
             }
         };
-        metrics::counter!("valuva_uploads_total", "content_type" => processed.original.content_type).increment(1);
+        metrics::counter!("valuva_uploads_total", "content_type" => original.content_type).increment(1);
         Ok(self.view(row))
     }
 
@@ -177,11 +178,6 @@ impl MediaService {
             renditions: serde_json::from_str(&m.renditions).unwrap_or_default(),
             created_at: m.created_at,
         }
-    }
-
-    pub async fn get(&self, id: Uuid) -> ServiceResult<MediaView> {
-        let m = media::Entity::find_by_id(id).one(&self.db.reader()).await?.ok_or(ServiceError::not_found("upload"))?;
-        Ok(self.view(m))
     }
 
     /// A stored file's bytes (for serving the local directory); `None` when absent.

@@ -94,11 +94,10 @@ impl OrderService {
             access.user.map(|u| u.to_string()).or_else(|| access.token.as_deref().map(crate::identity::hash_token)).unwrap_or_default();
         let scope = format!("checkout:{}:{caller}", req.cart_id);
         let request = serde_json::to_value(&req).map_err(ServiceError::internal)?;
-        // Read before the transaction, which then holds its locks (on SQLite: the one writer)
-        // for fewer statements.
-        let rates = self.shipping.table(&self.db.reader()).await?;
-        let rates = &rates;
         idempotency::run(&self.db, scope, Some(key.clone()), &request, |claim| async move {
+            // Read before the transaction, which then holds its locks (on SQLite: the one
+            // writer) for fewer statements; not at all for a replay.
+            let rates = &self.shipping.table(&self.db.reader()).await?;
             // The order, its reservation and the stored response (payment still pending) commit
             // together: from here on a replay returns this order, whatever happens next.
             let response = with_retry(|| async {
