@@ -79,7 +79,7 @@ impl AppState {
             CatalogService::new(db.clone(), cursors.clone(), catalog_cache.clone(), config.low_stock_threshold, config.expose_stock_counts);
         let inventory = InventoryService::new(db.clone(), cursors.clone(), catalog_cache.clone());
         let carts = CartService::new(db.clone(), config.cart_ttl_days, config.low_stock_threshold);
-        let shipping = ShippingService::new(db.clone());
+        let shipping = ShippingService::new(db.clone(), catalog_cache.cache().cloned());
         // Providers: `manual` always; Stripe when its key is configured. Every provider shares the
         // payments breaker.
         let payments_resilience = std::sync::Arc::new(config.resilience("payments"));

@@ -204,8 +204,12 @@ pub async fn bulk(db: &Db, n: u64, batch: u64, mut progress: impl FnMut(u64)) ->
         progress(done);
     }
     // Fresh planner statistics: without them PostgreSQL plans a million-row listing as if the
-    // table were empty (a full bitmap scan and sort instead of an index walk).
-    db.execute_raw("ANALYZE").await?;
+    // table were empty (a full bitmap scan and sort instead of an index walk). Only the tables
+    // filled here: an empty table analyzed now is planned as empty until the next ANALYZE, and
+    // sessions cache such plans, e.g. foreign-key checks on `orders` that scan it whole.
+    for table in ["categories", "products", "product_categories", "variants", "inventory_movements"] {
+        db.execute_raw(&format!("ANALYZE {table}")).await?;
+    }
     let tx = db.begin().await?;
     let change = Change { action: AuditAction::AdminAction, entity_type: "catalog", entity_id: None, old: None, new: None }
         .new_values(serde_json::json!({"bulk_seeded_products": n}));

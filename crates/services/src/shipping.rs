@@ -6,8 +6,10 @@ use crate::{
     catalog::MoneyView,
     error::Errors,
 };
+use bytes::Bytes;
 use chrono::Utc;
 use domain::{AuditAction, CountryCode, Money};
+use platform::cache::{Cache, Invalidation, Space};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use store::{
@@ -17,7 +19,13 @@ use store::{
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// The cached [`RateTable`] (one key, dropped by every zone or rate change): checkout and the
+/// cart's shipping options quote from it without going to the database.
+pub const RATES: Space = Space { name: "shipping_rates", whole: false };
+const TABLE_KEY: &str = "table";
+
 /// Zones and rates as read at one moment.
+#[derive(Serialize, Deserialize)]
 pub struct RateTable {
     zones: Vec<zones::Model>,
     rates: Vec<rates::Model>,
@@ -118,6 +126,7 @@ pub struct Quote {
 #[derive(Clone)]
 pub struct ShippingService {
     db: Db,
+    cache: Option<Cache>,
 }
 
 fn parse_countries(errs: &mut Errors, raw: &[String]) -> Vec<String> {
@@ -181,8 +190,15 @@ async fn insert_rates<C: ConnectionTrait>(conn: &C, zone: Uuid, rs: &[(RateInput
 }
 
 impl ShippingService {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, cache: Option<Cache>) -> Self {
+        Self { db, cache }
+    }
+
+    /// After a committed zone or rate change: quotes everywhere read the new table.
+    async fn rates_changed(&self) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(Invalidation::default().key(RATES, TABLE_KEY)).await;
+        }
     }
 
     async fn view<C: ConnectionTrait>(&self, conn: &C, z: zones::Model) -> ServiceResult<ZoneView> {
@@ -243,6 +259,7 @@ impl ShippingService {
         let view = self.view(&tx, z).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Create, "shipping_zone", id).new_values(&view)).await?;
         tx.commit().await?;
+        self.rates_changed().await;
         Ok(view)
     }
 
@@ -273,36 +290,44 @@ impl ShippingService {
         let new = self.view(&tx, z).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Update, "shipping_zone", id).old(&old).new_values(&new)).await?;
         tx.commit().await?;
+        self.rates_changed().await;
         Ok(new)
     }
 
     pub async fn delete(&self, meta: &RequestMeta, id: Uuid) -> ServiceResult<()> {
         let tx = self.db.begin().await?;
-        let old = self.get(id).await?;
+        // Read through the transaction: on SQLite it holds the one writer connection.
+        let z = zones::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("shipping zone"))?;
+        let old = self.view(&tx, z).await?;
         zones::Entity::delete_by_id(id).exec(&tx).await?;
         audit::record(&tx, meta, Change::new(AuditAction::Delete, "shipping_zone", id).old(&old)).await?;
         tx.commit().await?;
+        self.rates_changed().await;
         Ok(())
     }
 
     /// Rates that apply to a destination, cart weight and subtotal, cheapest first. A zone
     /// naming the country wins over the `*` zone.
-    pub async fn quotes<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        country: &str,
-        weight_grams: i64,
-        subtotal: Money,
-    ) -> ServiceResult<Vec<Quote>> {
-        Ok(self.table(conn).await?.quotes(country, weight_grams, subtotal))
+    pub async fn quotes(&self, country: &str, weight_grams: i64, subtotal: Money) -> ServiceResult<Vec<Quote>> {
+        Ok(self.table().await?.quotes(country, weight_grams, subtotal))
     }
 
-    /// Every zone and rate (two small tables), to quote from without going back to the
-    /// database: checkout reads them before its transaction so the transaction stays short.
-    pub async fn table<C: ConnectionTrait>(&self, conn: &C) -> ServiceResult<RateTable> {
-        let zones = zones::Entity::find().all(conn).await?;
-        let rates = rates::Entity::find().order_by_asc(rates::Column::Position).all(conn).await?;
-        Ok(RateTable { zones, rates })
+    /// Every zone and rate (two small tables, changed rarely), from the cache when there is
+    /// one. Checkout reads them before its transaction so the transaction stays short.
+    pub async fn table(&self) -> ServiceResult<RateTable> {
+        // The primary, not the replica: a fill right after a change must not cache the old table.
+        let load = || async {
+            let conn = self.db.primary();
+            let zones = zones::Entity::find().order_by_asc(zones::Column::Id).all(conn).await?;
+            let rates = rates::Entity::find().order_by_asc(rates::Column::Position).all(conn).await?;
+            let json = serde_json::to_vec(&RateTable { zones, rates }).map_err(ServiceError::internal)?;
+            Ok::<_, ServiceError>(Bytes::from(json))
+        };
+        let bytes = match &self.cache {
+            Some(cache) => cache.get_or_load(RATES, TABLE_KEY, load).await.map_err(ServiceError::from_shared)?,
+            None => load().await?,
+        };
+        serde_json::from_slice(&bytes).map_err(ServiceError::internal)
     }
 
     /// The demo zone: every country, a free-above-50 standard rate and an express rate.

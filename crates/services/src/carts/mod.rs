@@ -12,8 +12,8 @@ use crate::{
 use chrono::{DurationRound, TimeDelta, Utc};
 use domain::{Address, AddressInput, Availability, Currency, Email};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Select, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Select, Set, UpdateMany, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 use store::{
@@ -103,7 +103,8 @@ pub struct PricedLine {
     pub variant: LineVariant,
 }
 
-/// The holder of the cart's secret token, or its signed-in owner.
+/// The holder of the cart's secret token, or its signed-in owner (for a cart already read;
+/// writes put the same rule into their condition, see `CartService::update_open`).
 fn may_reach(cart: &carts::Model, access: &CartAccess) -> bool {
     let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
     by_token || (access.user.is_some() && cart.user_id == access.user)
@@ -180,8 +181,7 @@ impl CartService {
 
     /// Like [`Self::authorized`], in one statement that also takes the cart's row lock for the
     /// rest of the transaction (cart writes serialize on it), stamps `updated_at` and sets the
-    /// status (`active`, or `converted` by checkout). A caller without access gets 404 and
-    /// its transaction is rolled back, so the stamp is undone.
+    /// status (`active`, or `converted` by checkout).
     pub(crate) async fn lock_active<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -189,22 +189,43 @@ impl CartService {
         access: &CartAccess,
         status: &str,
     ) -> ServiceResult<carts::Model> {
+        self.update_open(conn, carts::Entity::update_many(), id, access, status).await
+    }
+
+    /// Runs `update` (plus a stamp of `updated_at` and the new `status`) on the cart if it is
+    /// open and the caller may reach it, and returns the row as updated; 404 otherwise. On
+    /// PostgreSQL the statement also takes the cart's row lock.
+    async fn update_open<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        update: UpdateMany<carts::Entity>,
+        id: Uuid,
+        access: &CartAccess,
+        status: &str,
+    ) -> ServiceResult<carts::Model> {
+        let mut reach = Condition::any();
+        if let Some(token) = access.token.as_deref() {
+            reach = reach.add(carts::Column::TokenHash.eq(hash_token(token)));
+        }
+        if let Some(user) = access.user {
+            reach = reach.add(carts::Column::UserId.eq(user));
+        }
+        if reach.is_empty() {
+            return Err(ServiceError::not_found("cart"));
+        }
         // Stored precision is microseconds on both backends; keep the view equal to a re-read.
         let now = Utc::now().duration_trunc(TimeDelta::microseconds(1)).unwrap_or_else(|_| Utc::now());
-        let cart = carts::Entity::update_many()
+        update
             .col_expr(carts::Column::UpdatedAt, Expr::value(now))
             .col_expr(carts::Column::Status, Expr::value(status))
             .filter(carts::Column::Id.eq(id))
             .filter(carts::Column::Status.eq("active"))
             .filter(carts::Column::UpdatedAt.gte(now - self.ttl))
+            .filter(reach)
             .exec_with_returning(conn)
             .await?
             .pop()
-            .ok_or(ServiceError::not_found("cart"))?;
-        if !may_reach(&cart, access) {
-            return Err(ServiceError::not_found("cart"));
-        }
-        Ok(cart)
+            .ok_or(ServiceError::not_found("cart"))
     }
 
     fn check_access(&self, cart: carts::Model, access: &CartAccess) -> ServiceResult<carts::Model> {
@@ -232,16 +253,15 @@ impl CartService {
             }
         });
         errs.finish()?;
-        let cart = self.authorized(self.db.primary(), id, access).await?;
-        let mut am: carts::ActiveModel = cart.into();
+        // One statement: the access check and the open-cart check are part of its condition.
+        let mut update = carts::Entity::update_many();
         if let Some(e) = email {
-            am.email = Set(Some(e.as_str().to_owned()));
+            update = update.col_expr(carts::Column::Email, Expr::value(e.as_str()));
         }
         if let Some(a) = address {
-            am.shipping_address = Set(Some(address_json(&a).to_string()));
+            update = update.col_expr(carts::Column::ShippingAddress, Expr::value(address_json(&a).to_string()));
         }
-        am.updated_at = Set(Utc::now());
-        let cart = am.update(self.db.primary()).await?;
+        let cart = self.update_open(self.db.primary(), update, id, access, "active").await?;
         self.view_of(self.db.primary(), cart).await
     }
 

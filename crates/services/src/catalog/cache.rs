@@ -26,6 +26,7 @@ pub fn spaces(config: &platform::Config) -> Vec<(Space, Duration)> {
         (PRODUCT_SLUG, secs(config.cache_product_ttl_seconds)),
         (LISTING, secs(config.cache_listing_ttl_seconds)),
         (CATEGORY, secs(config.cache_category_ttl_seconds)),
+        (crate::shipping::RATES, secs(config.cache_category_ttl_seconds)),
     ]
 }
 

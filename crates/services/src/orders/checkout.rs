@@ -97,7 +97,7 @@ impl OrderService {
         idempotency::run(&self.db, scope, Some(key.clone()), &request, |claim| async move {
             // Read before the transaction, which then holds its locks (on SQLite: the one
             // writer) for fewer statements; not at all for a replay.
-            let rates = &self.shipping.table(&self.db.reader()).await?;
+            let rates = &self.shipping.table().await?;
             // The order, its reservation and the stored response (payment still pending) commit
             // together: from here on a replay returns this order, whatever happens next.
             let response = with_retry(|| async {

@@ -254,6 +254,6 @@ impl OrderService {
             weight += line.variant.weight_grams as i64 * line.quantity as i64;
         }
         let subtotal = domain::Money::price(subtotal, currency).map_err(|e| ServiceError::internal(e.0))?;
-        self.shipping.quotes(conn, &country, weight, subtotal).await
+        self.shipping.quotes(&country, weight, subtotal).await
     }
 }

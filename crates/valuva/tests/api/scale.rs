@@ -3,6 +3,7 @@
 
 use crate::{
     catalog::product,
+    orders_support::{cart as new_cart, checkout_with, shop, variant},
     support::{RedisServer, TestApp, assert_problem},
 };
 use reqwest::{Method, StatusCode};
@@ -268,4 +269,61 @@ async fn two_instances_share_cache_invalidation_and_limits_and_survive_redis_los
     }
     let health: Value = b.get("/health", None).await.json().await.unwrap();
     assert_eq!(health["redis"]["status"], "healthy");
+}
+
+/// Shipping zones and rates are quoted from the cache (no statement for them), and a change
+/// made through one instance is what the other quotes and accepts at checkout right after.
+#[tokio::test]
+async fn shipping_rate_changes_reach_every_instance_at_once() {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn_with(|c| {
+        quiet(c);
+        c.redis_url = Some(platform::Secret::new(redis.url()));
+        // Long enough that only invalidation, never expiry, can explain a fresh quote.
+        c.cache_local_ttl_ms = 600_000;
+    })
+    .await;
+    let b = a.sibling().await;
+    let shop = shop(&a).await;
+    let v = variant(&a, &shop, 1000, 10).await;
+    let cart = new_cart(&b, &[(&v, 1)]).await;
+    let quotes = |app: &TestApp| {
+        let req = cart.req(app, Method::GET, &format!("/api/v1/carts/{}/shipping-rates", cart.id));
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res.json::<Value>().await.unwrap()["data"].as_array().unwrap().clone()
+        }
+    };
+    let first = quotes(&b).await;
+    assert_eq!(first[0]["price"]["amount"], 500);
+    // Cached now: the cart and its lines are read, the zones and rates are not.
+    let before = b.statements();
+    quotes(&b).await;
+    let after = b.statements();
+    assert_eq!((after.0 - before.0) + (after.1 - before.1), 2, "a quote from the cached table reads only the cart and its lines");
+
+    let zones: Value = a.get("/api/v1/admin/shipping/zones", Some(&shop.staff)).await.json().await.unwrap();
+    let zone = zones["data"][0]["id"].as_str().unwrap().to_owned();
+    let rates = json!({"rates": [{"name": "Courier", "price": {"amount": 900, "currency": "EUR"}}]});
+    let res = a.patch(&format!("/api/v1/admin/shipping/zones/{zone}"), Some(&shop.staff), rates).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let now = quotes(&b).await;
+    assert_eq!((now.len(), now[0]["name"].as_str(), now[0]["price"]["amount"].as_i64()), (1, Some("Courier"), Some(900)), "B is not stale");
+
+    // The replaced rate is refused at checkout on B; the new one is accepted.
+    let old = first[0]["id"].as_str().unwrap();
+    let res = checkout_with(&b, &cart, old, "old-rate").await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "shipping_rate_id");
+    let res = checkout_with(&b, &cart, now[0]["id"].as_str().unwrap(), "new-rate").await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let order: Value = res.json().await.unwrap();
+    assert_eq!(order["order"]["shipping_total"]["amount"], 900);
+
+    // Deleted through A: B offers nothing.
+    assert_eq!(a.delete(&format!("/api/v1/admin/shipping/zones/{zone}"), Some(&shop.staff)).await.status(), StatusCode::NO_CONTENT);
+    let other = new_cart(&b, &[(&v, 1)]).await;
+    let res = other.req(&b, Method::GET, &format!("/api/v1/carts/{}/shipping-rates", other.id)).send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["data"], json!([]));
 }
