@@ -4,7 +4,10 @@ use crate::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::AuditAction;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::{CaseStatement, Expr},
+};
 use sha2::{Digest, Sha256};
 use store::{
     Db,
@@ -12,6 +15,16 @@ use store::{
 };
 
 const BATCH: u64 = 500;
+/// Rows sealed per UPDATE (three CASE arms and an IN entry each, well within bind limits).
+const SEAL_CHUNK: usize = 100;
+
+/// A row's place in the chain, as the sealer is about to store it.
+struct Sealed {
+    id: uuid::Uuid,
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+}
 
 /// SHA-256 over every stored field (unit-separated) and the previous row's hash.
 fn row_hash(r: &audit_logs::Model, seq: i64, prev: &str) -> String {
@@ -62,18 +75,26 @@ pub async fn seal(db: &Db) -> ServiceResult<u64> {
             .all(&tx)
             .await?;
         let n = rows.len() as u64;
+        let mut sealed = Vec::with_capacity(rows.len());
         for row in rows {
             let seq = head.last_seq + 1;
             let hash = row_hash(&row, seq, &head.last_hash);
+            sealed.push(Sealed { id: row.id, seq, prev_hash: std::mem::replace(&mut head.last_hash, hash.clone()), hash });
+            head.last_seq = seq;
+        }
+        // One statement per chunk rather than per row: on SQLite the sealer holds the one
+        // writer while it runs, and it runs for every audited write.
+        for chunk in sealed.chunks(SEAL_CHUNK) {
+            let by_id = |value: fn(&Sealed) -> Expr| {
+                chunk.iter().fold(CaseStatement::new(), |case, s| case.case(audit_logs::Column::Id.eq(s.id), value(s)))
+            };
             audit_logs::Entity::update_many()
-                .col_expr(audit_logs::Column::Seq, Expr::value(seq))
-                .col_expr(audit_logs::Column::PrevHash, Expr::value(head.last_hash.clone()))
-                .col_expr(audit_logs::Column::Hash, Expr::value(hash.clone()))
-                .filter(audit_logs::Column::Id.eq(row.id))
+                .col_expr(audit_logs::Column::Seq, by_id(|s| Expr::value(s.seq)).into())
+                .col_expr(audit_logs::Column::PrevHash, by_id(|s| Expr::value(s.prev_hash.clone())).into())
+                .col_expr(audit_logs::Column::Hash, by_id(|s| Expr::value(s.hash.clone())).into())
+                .filter(audit_logs::Column::Id.is_in(chunk.iter().map(|s| s.id)))
                 .exec(&tx)
                 .await?;
-            head.last_seq = seq;
-            head.last_hash = hash;
         }
         if n > 0 {
             audit_chain::ActiveModel { id: Set(1), last_seq: Set(head.last_seq), last_hash: Set(head.last_hash), ..Default::default() }

@@ -75,3 +75,27 @@ async fn chain_verifies_and_detects_edits_removals_and_pruning_keeps_it_valid() 
     app.exec("DELETE FROM audit_logs WHERE seq = 5").await;
     assert!(services::audit::verify(&app.state.db).await.unwrap().first_problem.is_some());
 }
+
+/// The sealer writes its chain a chunk of rows per statement: a backlog spanning several chunks
+/// is chained in creation order with no gap, and an edit deep inside it is found.
+#[tokio::test]
+async fn a_backlog_longer_than_a_chunk_is_chained_in_order() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let tx = db.begin().await.unwrap();
+    for i in 0..250 {
+        let change = services::audit::Change::new(domain::AuditAction::AdminAction, "backlog", i).new_values(serde_json::json!({"i": i}));
+        services::audit::record(&tx, &services::RequestMeta::system(), change).await.unwrap();
+    }
+    // Committed together, so one sealer run (this one, or the instance's own) takes all 250.
+    tx.commit().await.unwrap();
+    services::audit::seal(db).await.unwrap();
+    let unsealed = app.count("audit_logs WHERE seq IS NULL OR hash IS NULL").await;
+    assert_eq!(unsealed, 0);
+    let report = services::audit::verify(db).await.unwrap();
+    assert_eq!(report.first_problem, None);
+    assert_eq!(report.rows_checked as i64, app.count("audit_logs").await);
+
+    app.exec("UPDATE audit_logs SET new_values = '{\"i\":0}' WHERE seq = 220").await;
+    assert_eq!(services::audit::verify(db).await.unwrap().first_problem.map(|p| p.0), Some(220));
+}

@@ -151,8 +151,13 @@ async fn bad_cart_checkout_and_order_input_is_4xx_and_writes_nothing() {
     .unwrap();
     let p = assert_problem(p, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(p["errors"][0]["field"], "shipping_address.country");
-    // Without its token (or with another), a cart does not exist.
+    // Without its token (or with another), a cart does not exist, and cannot be changed.
     assert_problem(app.get(&cart_path, None).await, StatusCode::NOT_FOUND, "not_found").await;
+    let takeover = json!({"email": "mallory@example.com"});
+    assert_problem(send(&empty, Method::PATCH, &cart_path, takeover.clone()).await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(app.patch(&cart_path, None, takeover).await, StatusCode::NOT_FOUND, "not_found").await;
+    let view: Value = c.req(&app, Method::GET, &cart_path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(view["email"], "ann@example.com");
     assert_problem(
         app.req(Method::GET, &cart_path, None).header("x-cart-token", &empty.token).send().await.unwrap(),
         StatusCode::NOT_FOUND,

@@ -172,7 +172,8 @@ impl TestApp {
         self.token_with_role("admin@example.com", domain::Role::Admin).await.0
     }
 
-    /// Row count of a table, to prove a rejected request wrote nothing.
+    /// Row count of a table (which may carry a `WHERE` clause), e.g. to prove a rejected
+    /// request wrote nothing.
     pub async fn count(&self, table: &str) -> i64 {
         use sea_orm::{ConnectionTrait, Statement};
         let conn = self.state.db.primary();
