@@ -52,10 +52,11 @@ pub async fn dispatch(db: &store::Db, limit: u64) -> ServiceResult<usize> {
     if events.is_empty() {
         return Ok(0);
     }
+    let mut batch = Vec::new();
     for e in &events {
         for job in jobs_for(&e.topic, e.aggregate_id) {
             let key = format!("{}:{}", e.id, job.kind);
-            crate::jobs::enqueue(&tx, job.dedupe(key)).await?;
+            batch.push(job.dedupe(key));
         }
         if e.topic == "variant.back_in_stock"
             && let Some(variant) = e.aggregate_id
@@ -63,6 +64,7 @@ pub async fn dispatch(db: &store::Db, limit: u64) -> ServiceResult<usize> {
             crate::notifications::stock_alerts::fan_out(&tx, variant).await?;
         }
     }
+    crate::jobs::enqueue_many(&tx, batch).await?;
     outbox_events::Entity::update_many()
         .col_expr(outbox_events::Column::DispatchedAt, sea_orm::sea_query::Expr::value(Utc::now()))
         .filter(outbox_events::Column::Id.is_in(events.iter().map(|e| e.id)))

@@ -54,8 +54,17 @@ impl NewJob {
 /// Enqueues in `conn`'s transaction: the job exists exactly when the caller's change does.
 /// Returns false when a job with the same dedupe key already exists.
 pub async fn enqueue<C: ConnectionTrait>(conn: &C, job: NewJob) -> ServiceResult<bool> {
+    Ok(enqueue_many(conn, vec![job]).await? == 1)
+}
+
+/// [`enqueue`] for several jobs in one statement; returns how many were new (the others'
+/// dedupe keys already existed).
+pub async fn enqueue_many<C: ConnectionTrait>(conn: &C, batch: Vec<NewJob>) -> ServiceResult<usize> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
     let now = Utc::now();
-    let row = jobs::ActiveModel {
+    let rows = batch.into_iter().map(|job| jobs::ActiveModel {
         id: Set(domain::new_id()),
         kind: Set(job.kind.to_owned()),
         payload: Set(job.payload.to_string()),
@@ -70,15 +79,16 @@ pub async fn enqueue<C: ConnectionTrait>(conn: &C, job: NewJob) -> ServiceResult
         created_at: Set(now),
         updated_at: Set(now),
         finished_at: Set(None),
-    };
-    let inserted = jobs::Entity::insert(row)
+    });
+    // RETURNING yields only the rows inserted, not those skipped on a dedupe-key conflict.
+    let inserted = jobs::Entity::insert_many(rows)
         .on_conflict(OnConflict::column(jobs::Column::DedupeKey).do_nothing().to_owned())
-        .exec_without_returning(conn)
+        .exec_with_returning(conn)
         .await?;
-    if inserted > 0 {
-        metrics::counter!("valuva_jobs_enqueued_total", "kind" => job.kind).increment(1);
+    for job in &inserted {
+        metrics::counter!("valuva_jobs_enqueued_total", "kind" => job.kind.clone()).increment(1);
     }
-    Ok(inserted > 0)
+    Ok(inserted.len())
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

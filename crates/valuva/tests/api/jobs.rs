@@ -10,7 +10,7 @@ use crate::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use services::jobs::{
-    NewJob, enqueue,
+    NewJob, enqueue, enqueue_many,
     worker::{Handler, JobError, Registry, Worker, WorkerSettings},
 };
 use std::{
@@ -338,4 +338,20 @@ async fn concurrent_workers_run_each_job_once() {
     let token = app.admin_token().await;
     let res = app.get("/api/v1/admin/jobs?kind=test.count&status=succeeded&limit=100", Some(&token)).await;
     assert_eq!(res.json::<Value>().await.unwrap()["data"].as_array().unwrap().len(), 60);
+}
+
+/// A dedupe key enqueues its job once, whether the jobs come one by one or in a batch (the
+/// outbox dispatcher's way): the batch reports how many were new and the rest are untouched.
+#[tokio::test]
+async fn dedupe_keys_enqueue_once_alone_or_in_a_batch() {
+    let app = TestApp::spawn_with(|c| c.worker_enabled = false).await;
+    let conn = app.state.db.primary();
+    let job = |key: &str| NewJob::new("test.count", json!({"key": key})).dedupe(key);
+    assert_eq!(enqueue_many(conn, vec![job("a"), job("b")]).await.unwrap(), 2);
+    assert_eq!(enqueue_many(conn, vec![job("a"), job("c")]).await.unwrap(), 1);
+    assert_eq!(enqueue_many(conn, vec![job("b"), job("c")]).await.unwrap(), 0);
+    assert_eq!(enqueue_many(conn, Vec::new()).await.unwrap(), 0);
+    assert!(!enqueue(conn, job("a")).await.unwrap());
+    assert!(enqueue(conn, job("d")).await.unwrap());
+    assert_eq!(app.count("jobs WHERE kind = 'test.count'").await, 4);
 }
