@@ -9,7 +9,7 @@ use crate::{
     error::Errors,
     identity::{hash_token, new_secret_token},
 };
-use chrono::{DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::{Address, AddressInput, Availability, Currency, Email};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
@@ -103,11 +103,17 @@ pub struct PricedLine {
     pub variant: LineVariant,
 }
 
-/// The holder of the cart's secret token, or its signed-in owner (for a cart already read;
-/// writes put the same rule into their condition, see `CartService::update_open`).
-fn may_reach(cart: &carts::Model, access: &CartAccess) -> bool {
-    let by_token = access.token.as_deref().is_some_and(|t| hash_token(t) == cart.token_hash);
-    by_token || (access.user.is_some() && cart.user_id == access.user)
+/// The carts the caller may reach: by the cart's secret token, or as its signed-in owner.
+/// `None` when the caller has neither.
+fn reachable_by(access: &CartAccess) -> Option<Condition> {
+    let mut reach = Condition::any();
+    if let Some(token) = access.token.as_deref() {
+        reach = reach.add(carts::Column::TokenHash.eq(hash_token(token)));
+    }
+    if let Some(user) = access.user {
+        reach = reach.add(carts::Column::UserId.eq(user));
+    }
+    (!reach.is_empty()).then_some(reach)
 }
 
 /// Variants joined to their products, selecting exactly the columns of [`LineVariant`]: one
@@ -175,8 +181,15 @@ impl CartService {
     /// The cart if the caller may reach it and it is still open; 404 otherwise (also for
     /// someone else's cart, so its existence is not revealed).
     pub(crate) async fn authorized<C: ConnectionTrait>(&self, conn: &C, id: Uuid, access: &CartAccess) -> ServiceResult<carts::Model> {
-        let cart = carts::Entity::find_by_id(id).one(conn).await?.ok_or(ServiceError::not_found("cart"))?;
-        self.check_access(cart, access)
+        let cart = carts::Entity::find_by_id(id).filter(self.open_and_reachable(access, Utc::now())?).one(conn).await?;
+        cart.ok_or(ServiceError::not_found("cart"))
+    }
+
+    /// The condition on a cart row for a caller: open (active, used within the TTL) and
+    /// reachable by them. 404 when the caller brings no token and is not signed in.
+    fn open_and_reachable(&self, access: &CartAccess, now: DateTime<Utc>) -> ServiceResult<Condition> {
+        let reach = reachable_by(access).ok_or(ServiceError::not_found("cart"))?;
+        Ok(Condition::all().add(carts::Column::Status.eq("active")).add(carts::Column::UpdatedAt.gte(now - self.ttl)).add(reach))
     }
 
     /// Like [`Self::authorized`], in one statement that also takes the cart's row lock for the
@@ -203,36 +216,17 @@ impl CartService {
         access: &CartAccess,
         status: &str,
     ) -> ServiceResult<carts::Model> {
-        let mut reach = Condition::any();
-        if let Some(token) = access.token.as_deref() {
-            reach = reach.add(carts::Column::TokenHash.eq(hash_token(token)));
-        }
-        if let Some(user) = access.user {
-            reach = reach.add(carts::Column::UserId.eq(user));
-        }
-        if reach.is_empty() {
-            return Err(ServiceError::not_found("cart"));
-        }
         // Stored precision is microseconds on both backends; keep the view equal to a re-read.
         let now = Utc::now().duration_trunc(TimeDelta::microseconds(1)).unwrap_or_else(|_| Utc::now());
         update
             .col_expr(carts::Column::UpdatedAt, Expr::value(now))
             .col_expr(carts::Column::Status, Expr::value(status))
             .filter(carts::Column::Id.eq(id))
-            .filter(carts::Column::Status.eq("active"))
-            .filter(carts::Column::UpdatedAt.gte(now - self.ttl))
-            .filter(reach)
+            .filter(self.open_and_reachable(access, now)?)
             .exec_with_returning(conn)
             .await?
             .pop()
             .ok_or(ServiceError::not_found("cart"))
-    }
-
-    fn check_access(&self, cart: carts::Model, access: &CartAccess) -> ServiceResult<carts::Model> {
-        if !may_reach(&cart, access) || cart.status != "active" || cart.updated_at < Utc::now() - self.ttl {
-            return Err(ServiceError::not_found("cart"));
-        }
-        Ok(cart)
     }
 
     pub async fn get(&self, id: Uuid, access: &CartAccess) -> ServiceResult<CartView> {
