@@ -2,6 +2,14 @@
 //! stored *in the same transaction as the change it made*, so a replay can never re-apply a
 //! change that committed. Same key + different body → 422; same key while the first is still
 //! running → 409; same key afterwards → the first response again.
+//!
+//! Two ways to use a key. [`run`] claims it first, in a statement of its own, for operations that
+//! call out while holding it (a refund asks the payment provider before it commits). A
+//! [`Recorded`] key is written once, completed, in the transaction that makes the change: for
+//! operations whose whole effect is that transaction (checkout), a claim would be one more
+//! statement and pool round trip for nothing. A duplicate then fails inside its own
+//! transaction (it finds the first one's change, or the key) and [`Recorded::replay`] answers
+//! it with the stored response.
 
 use crate::{ServiceError, ServiceResult};
 use chrono::{TimeDelta, Utc};
@@ -64,7 +72,7 @@ where
     let Some(key) = key else {
         return op(None).await.map(Outcome::Fresh);
     };
-    let hash = hex::encode(Sha256::digest(serde_json::to_vec(request).map_err(ServiceError::internal)?));
+    let hash = request_hash(request)?;
     let row = keys::ActiveModel {
         scope: Set(scope.clone()),
         key: Set(key.clone()),
@@ -82,15 +90,8 @@ where
             .one(db.primary())
             .await?
             .ok_or_else(|| ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress"))?;
-        if existing.request_hash != hash {
-            return Err(ServiceError::Validation(vec![crate::FieldError::new(
-                "Idempotency-Key",
-                "was already used with a different request body",
-            )]));
-        }
-        if existing.state == "completed" {
-            let body = existing.response_body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
-            return Ok(Outcome::Replayed { status: existing.response_status.unwrap_or(200) as u16, body });
+        if let Some(replay) = completed(existing, &hash)? {
+            return Ok(replay);
         }
         // Take over a claim whose request died before committing; otherwise it is running.
         let taken = keys::Entity::update_many()
@@ -120,6 +121,74 @@ where
                 .await;
             Err(e)
         }
+    }
+}
+
+/// The stored response of a key row, if its request completed; 422 if it was another request.
+fn completed<T>(row: keys::Model, hash: &str) -> ServiceResult<Option<Outcome<T>>> {
+    if row.request_hash != hash {
+        return Err(ServiceError::Validation(vec![crate::FieldError::new(
+            "Idempotency-Key",
+            "was already used with a different request body",
+        )]));
+    }
+    if row.state != "completed" {
+        return Ok(None);
+    }
+    let body = row.response_body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+    Ok(Some(Outcome::Replayed { status: row.response_status.unwrap_or(200) as u16, body }))
+}
+
+fn request_hash(request: &impl Serialize) -> ServiceResult<String> {
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(request).map_err(ServiceError::internal)?)))
+}
+
+/// A key stored only with its response, inside the transaction that makes the change (see the
+/// module documentation).
+pub struct Recorded {
+    claim: Claim,
+    hash: String,
+}
+
+impl Recorded {
+    pub fn new(scope: String, key: String, request: &impl Serialize) -> ServiceResult<Self> {
+        Ok(Self { claim: Claim { scope, key }, hash: request_hash(request)? })
+    }
+
+    /// Writes the key, completed with `response`; call inside the transaction that makes the
+    /// change. On PostgreSQL a concurrent first request holding the key makes this wait for it.
+    pub async fn record<C: ConnectionTrait, T: Serialize>(&self, conn: &C, status: u16, response: &T) -> ServiceResult<()> {
+        let body = serde_json::to_string(response).map_err(ServiceError::internal)?;
+        let row = keys::ActiveModel {
+            scope: Set(self.claim.scope.clone()),
+            key: Set(self.claim.key.clone()),
+            request_hash: Set(self.hash.clone()),
+            state: Set("completed".into()),
+            response_status: Set(Some(status as i32)),
+            response_body: Set(Some(body)),
+            created_at: Set(Utc::now()),
+        };
+        keys::Entity::insert(row).exec_without_returning(conn).await.map_err(|e| {
+            if store::is_unique_violation(&e) {
+                ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress")
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Replaces the stored response (a later step of the same request added to it).
+    pub fn claim(&self) -> &Claim {
+        &self.claim
+    }
+
+    /// After the operation failed: the first request's response if this key completed before
+    /// (the failure was this duplicate running into the first one's change), 422 if the key was
+    /// used with another body, `None` if the key is unused (the failure is this request's own).
+    pub async fn replay<T>(&self, db: &Db) -> ServiceResult<Option<Outcome<T>>> {
+        let row = keys::Entity::find_by_id((self.claim.scope.clone(), self.claim.key.clone())).one(db.primary()).await?;
+        row.map_or(Ok(None), |row| completed(row, &self.hash))
     }
 }
 

@@ -41,9 +41,11 @@ pub async fn dispatch(db: &store::Db, limit: u64) -> ServiceResult<usize> {
         sea_query::{LockBehavior, LockType},
     };
     let tx = db.begin().await?;
+    // Ids are time-ordered (UUIDv7), so id order is creation order, and it is the order of
+    // `idx_outbox_pending`: the scan stops after `limit` entries instead of sorting every
+    // pending one (and every entry a dispatched event left behind until VACUUM).
     let events = outbox_events::Entity::find()
         .filter(outbox_events::Column::DispatchedAt.is_null())
-        .order_by_asc(outbox_events::Column::CreatedAt)
         .order_by_asc(outbox_events::Column::Id)
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)

@@ -4,10 +4,7 @@ use crate::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::AuditAction;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::{CaseStatement, Expr},
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement};
 use sha2::{Digest, Sha256};
 use store::{
     Db,
@@ -15,7 +12,7 @@ use store::{
 };
 
 const BATCH: u64 = 500;
-/// Rows sealed per UPDATE (three CASE arms and an IN entry each, well within bind limits).
+/// Rows sealed per UPDATE (four placeholders each, well within bind limits).
 const SEAL_CHUNK: usize = 100;
 
 /// A row's place in the chain, as the sealer is about to store it.
@@ -84,17 +81,16 @@ pub async fn seal(db: &Db) -> ServiceResult<u64> {
         }
         // One statement per chunk rather than per row: on SQLite the sealer holds the one
         // writer while it runs, and it runs for every audited write.
+        // The rows join a VALUES list by id (a CASE per column, tried before, compared every
+        // row with every arm: 15 ms per 100 rows on PostgreSQL).
         for chunk in sealed.chunks(SEAL_CHUNK) {
-            let by_id = |value: fn(&Sealed) -> Expr| {
-                chunk.iter().fold(CaseStatement::new(), |case, s| case.case(audit_logs::Column::Id.eq(s.id), value(s)))
-            };
-            audit_logs::Entity::update_many()
-                .col_expr(audit_logs::Column::Seq, by_id(|s| Expr::value(s.seq)).into())
-                .col_expr(audit_logs::Column::PrevHash, by_id(|s| Expr::value(s.prev_hash.clone())).into())
-                .col_expr(audit_logs::Column::Hash, by_id(|s| Expr::value(s.hash.clone())).into())
-                .filter(audit_logs::Column::Id.is_in(chunk.iter().map(|s| s.id)))
-                .exec(&tx)
-                .await?;
+            let sql = format!(
+                "UPDATE audit_logs SET seq = v.column2, prev_hash = v.column3, hash = v.column4 \
+                 FROM (VALUES {}) AS v WHERE audit_logs.id = v.column1",
+                store::values_rows(chunk.len(), 4)
+            );
+            let values = chunk.iter().flat_map(|s| [s.id.into(), s.seq.into(), s.prev_hash.clone().into(), s.hash.clone().into()]);
+            tx.execute_raw(Statement::from_sql_and_values(tx.get_database_backend(), sql, values)).await?;
         }
         if n > 0 {
             audit_chain::ActiveModel { id: Set(1), last_seq: Set(head.last_seq), last_hash: Set(head.last_hash), ..Default::default() }

@@ -15,6 +15,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
+use std::collections::HashMap;
 use store::{
     Db,
     entities::{inventory_movements as mv, variants},
@@ -107,6 +108,30 @@ pub async fn record_movements<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, 
         }
     }
     Ok(ids)
+}
+
+/// Moves units from available to reserved for every `(variant, quantity)` that has enough
+/// available, in one statement, and returns the available stock left for each variant it moved.
+/// A variant missing from the answer was short: the caller rolls back. PostgreSQL re-checks
+/// `stock >= quantity` against the latest row version when a concurrent update got there first,
+/// so no interleaving oversells; crossing reservations that deadlock are retried as contention.
+pub async fn reserve<C: ConnectionTrait>(conn: &C, wanted: &[(Uuid, i64)]) -> ServiceResult<HashMap<Uuid, i64>> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "UPDATE variants SET stock = variants.stock - r.column2, reserved = variants.reserved + r.column2 \
+         FROM (VALUES {}) AS r WHERE variants.id = r.column1 AND variants.stock >= r.column2 \
+         RETURNING variants.id AS id, variants.stock AS stock",
+        store::values_rows(wanted.len(), 2)
+    );
+    let values = wanted.iter().flat_map(|(id, q)| [(*id).into(), (*q).into()]);
+    let stmt = Statement::from_sql_and_values(conn.get_database_backend(), sql, values);
+    let mut left = HashMap::with_capacity(wanted.len());
+    for row in conn.query_all_raw(stmt).await? {
+        left.insert(row.try_get::<Uuid>("", "id")?, row.try_get::<i64>("", "stock")?);
+    }
+    Ok(left)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -5,7 +5,7 @@
 use super::{DEAD, QUEUED, RUNNING, SUCCEEDED};
 
 use crate::ServiceResult;
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, Order, QueryFilter,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
@@ -85,36 +85,54 @@ impl Worker {
         Self { db, registry: Arc::new(registry), settings, id }
     }
 
-    /// Claims up to `batch` due jobs: queued ones whose time has come, and running ones whose
-    /// worker stopped renewing its lease.
+    /// Claims up to `batch` due jobs: queued ones whose time has come, then, while the batch
+    /// has room, running ones whose worker stopped renewing its lease.
     pub async fn claim(&self) -> ServiceResult<Vec<Claim>> {
         let now = Utc::now();
-        let due = Query::select()
+        let lease = now + TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30));
+        // Two statements, each an ordered walk of its own index that stops at the batch size.
+        // One condition with OR made PostgreSQL combine bitmaps of both indexes instead, and a
+        // bitmap scan visits every entry a finished job left behind until VACUUM removes it:
+        // 4 ms per claim after a few thousand orders with autovacuum off.
+        let tx = self.db.begin().await?;
+        let mut claimed =
+            self.claim_where(&tx, now, lease, jobs::Column::Status.eq(QUEUED), jobs::Column::RunAt, self.settings.batch).await?;
+        let room = self.settings.batch.saturating_sub(claimed.len() as u64);
+        if room > 0 {
+            claimed.extend(self.claim_where(&tx, now, lease, jobs::Column::Status.eq(RUNNING), jobs::Column::LockedUntil, room).await?);
+        }
+        tx.commit().await?;
+        Ok(claimed.into_iter().map(|job| Claim { job }).collect())
+    }
+
+    /// Claims up to `limit` jobs in `status` whose `due` column has passed, earliest first.
+    async fn claim_where(
+        &self,
+        tx: &sea_orm::DatabaseTransaction,
+        now: DateTime<Utc>,
+        lease: DateTime<Utc>,
+        status: sea_orm::sea_query::SimpleExpr,
+        due: jobs::Column,
+        limit: u64,
+    ) -> ServiceResult<Vec<jobs::Model>> {
+        let ids = Query::select()
             .column(jobs::Column::Id)
             .from(jobs::Entity)
-            .cond_where(
-                Condition::any()
-                    .add(Condition::all().add(jobs::Column::Status.eq(QUEUED)).add(jobs::Column::RunAt.lte(now)))
-                    .add(Condition::all().add(jobs::Column::Status.eq(RUNNING)).add(jobs::Column::LockedUntil.lt(now))),
-            )
-            .order_by(jobs::Column::RunAt, Order::Asc)
-            .limit(self.settings.batch)
+            .cond_where(Condition::all().add(status).add(due.lte(now)))
+            .order_by(due, Order::Asc)
+            .limit(limit)
             // PostgreSQL: concurrent workers skip each other's rows; SQLite has one writer.
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .to_owned();
-        let lease = now + TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30));
-        let tx = self.db.begin().await?;
-        let claimed = jobs::Entity::update_many()
+        Ok(jobs::Entity::update_many()
             .col_expr(jobs::Column::Status, Expr::value(RUNNING))
             .col_expr(jobs::Column::LockedBy, Expr::value(self.id.clone()))
             .col_expr(jobs::Column::LockedUntil, Expr::value(lease))
             .col_expr(jobs::Column::Attempts, Expr::col(jobs::Column::Attempts).add(1))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
-            .filter(jobs::Column::Id.in_subquery(due))
-            .exec_with_returning(&tx)
-            .await?;
-        tx.commit().await?;
-        Ok(claimed.into_iter().map(|job| Claim { job }).collect())
+            .filter(jobs::Column::Id.in_subquery(ids))
+            .exec_with_returning(tx)
+            .await?)
     }
 
     /// Only the latest claimant of a job can change it.

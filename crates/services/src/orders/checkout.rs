@@ -11,13 +11,10 @@ use crate::{
     shipping::RateTable,
 };
 use domain::{AuditAction, Currency, Money, OrderStatus};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set,
-    sea_query::{Expr, ExprTrait},
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use store::entities::{order_lines, orders, payments, users, variants};
+use store::entities::{order_lines, orders, payments, users};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -94,58 +91,57 @@ impl OrderService {
             access.user.map(|u| u.to_string()).or_else(|| access.token.as_deref().map(crate::identity::hash_token)).unwrap_or_default();
         let scope = format!("checkout:{}:{caller}", req.cart_id);
         let request = serde_json::to_value(&req).map_err(ServiceError::internal)?;
-        idempotency::run(&self.db, scope, Some(key.clone()), &request, |claim| async move {
-            // Read before the transaction, which then holds its locks (on SQLite: the one
-            // writer) for fewer statements; not at all for a replay.
-            let rates = &self.shipping.table().await?;
-            // The order, its reservation and the stored response (payment still pending) commit
-            // together: from here on a replay returns this order, whatever happens next.
-            let response = with_retry(|| async {
-                let tx = self.db.begin().await?;
-                let (order, moves) = self.place_order(&tx, meta, access, &req, &provider_name, rates).await?;
-                let response = CheckoutResponse {
-                    order,
-                    payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
-                };
-                if let Some(c) = &claim {
-                    c.complete(&tx, 201, &response).await?;
-                }
-                tx.commit().await?;
-                Ok((response, moves))
-            })
-            .await?;
-            let (response, moves) = response;
-            self.catalog.stock_moved(&moves).await;
-            metrics::counter!("valuva_orders_total", "event" => "created").increment(1);
-            // The provider is called with no transaction open. If it is down the answer is a
-            // 503, the stored response keeps the order (payment pending), and the unpaid order
-            // expires like any other.
-            let currency = Currency::parse(&response.order.currency).map_err(|e| ServiceError::internal(e.0))?;
-            let amount = Money::price(response.order.total.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
-            let order_id = response.order.id;
-            let started = provider.start(order_id, amount, &key).await.map_err(crate::payments::unavailable)?;
-            if started.status == response.payment.status && started.reference.is_none() && started.client_secret.is_none() {
-                // Nothing to add (the manual provider): the stored response already says it all.
-                return Ok(response);
-            }
-            let response = CheckoutResponse {
-                payment: PaymentView { status: started.status.into(), client_secret: started.client_secret.clone(), ..response.payment },
-                ..response
-            };
+        let key_record = idempotency::Recorded::new(scope, key.clone(), &request)?;
+        // Read before the transaction, which then holds its locks (on SQLite: the one writer)
+        // for fewer statements.
+        let rates = &self.shipping.table().await?;
+        // The order, its reservation and the key with its response (payment still pending)
+        // commit together: from here on a replay returns this order, whatever happens next. A
+        // replay, or a duplicate sent while the first was running, fails in here (the cart is
+        // converted), and the key then answers it.
+        let placed = with_retry(|| async {
             let tx = self.db.begin().await?;
-            payments::Entity::update_many()
-                .col_expr(payments::Column::Reference, Expr::value(started.reference.clone()))
-                .col_expr(payments::Column::Status, Expr::value(started.status))
-                .filter(payments::Column::OrderId.eq(order_id))
-                .exec(&tx)
-                .await?;
-            if let Some(c) = &claim {
-                c.complete(&tx, 201, &response).await?;
-            }
+            let (order, moves) = self.place_order(&tx, meta, access, &req, &provider_name, rates).await?;
+            let response = CheckoutResponse {
+                order,
+                payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
+            };
+            key_record.record(&tx, 201, &response).await?;
             tx.commit().await?;
-            Ok(response)
+            Ok((response, moves))
         })
-        .await
+        .await;
+        let (response, moves) = match placed {
+            Ok(placed) => placed,
+            Err(e) => return key_record.replay(&self.db).await?.ok_or(e),
+        };
+        self.catalog.stock_moved(&moves).await;
+        metrics::counter!("valuva_orders_total", "event" => "created").increment(1);
+        // The provider is called with no transaction open. If it is down the answer is a
+        // 503, the stored response keeps the order (payment pending), and the unpaid order
+        // expires like any other.
+        let currency = Currency::parse(&response.order.currency).map_err(|e| ServiceError::internal(e.0))?;
+        let amount = Money::price(response.order.total.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
+        let order_id = response.order.id;
+        let started = provider.start(order_id, amount, &key).await.map_err(crate::payments::unavailable)?;
+        if started.status == response.payment.status && started.reference.is_none() && started.client_secret.is_none() {
+            // Nothing to add (the manual provider): the stored response already says it all.
+            return Ok(Outcome::Fresh(response));
+        }
+        let response = CheckoutResponse {
+            payment: PaymentView { status: started.status.into(), client_secret: started.client_secret.clone(), ..response.payment },
+            ..response
+        };
+        let tx = self.db.begin().await?;
+        payments::Entity::update_many()
+            .col_expr(payments::Column::Reference, Expr::value(started.reference.clone()))
+            .col_expr(payments::Column::Status, Expr::value(started.status))
+            .filter(payments::Column::OrderId.eq(order_id))
+            .exec(&tx)
+            .await?;
+        key_record.claim().complete(&tx, 201, &response).await?;
+        tx.commit().await?;
+        Ok(Outcome::Fresh(response))
     }
 
     async fn place_order(
@@ -205,27 +201,18 @@ impl OrderService {
         let shipping = Money::price(quote.price.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
         let total = subtotal.checked_add(shipping).ok_or_else(|| ServiceError::internal("total overflows"))?;
 
-        // Reserve: one conditional update per line, in a fixed order (no deadlocks between
-        // crossing carts); the stock left comes back from the update itself.
+        // Reserve every line in one conditional update; the stock left comes back from it.
         lines.sort_by_key(|l| l.variant.variant_id);
-        let mut short = Vec::new();
-        let mut stock_after = Vec::with_capacity(lines.len());
-        for l in &lines {
-            let (v, q) = (&l.variant, l.quantity as i64);
-            let updated = variants::Entity::update_many()
-                .col_expr(variants::Column::Stock, Expr::col(variants::Column::Stock).sub(q))
-                .col_expr(variants::Column::Reserved, Expr::col(variants::Column::Reserved).add(q))
-                .filter(variants::Column::Id.eq(v.variant_id))
-                .filter(variants::Column::Stock.gte(q))
-                .exec_with_returning(tx)
-                .await?;
-            match updated.first() {
-                Some(row) => stock_after.push(row.stock),
-                None => {
-                    short.push(FieldError::new(format!("items.{}", v.variant_id), format!("not enough stock of {} for {} units", v.sku, q)))
-                }
-            }
-        }
+        let wanted: Vec<(Uuid, i64)> = lines.iter().map(|l| (l.variant.variant_id, l.quantity as i64)).collect();
+        let left = inventory::reserve(tx, &wanted).await?;
+        let short: Vec<FieldError> = lines
+            .iter()
+            .filter(|l| !left.contains_key(&l.variant.variant_id))
+            .map(|l| {
+                let v = &l.variant;
+                FieldError::new(format!("items.{}", v.variant_id), format!("not enough stock of {} for {} units", v.sku, l.quantity))
+            })
+            .collect();
         if !short.is_empty() {
             // Dropping the transaction rolls back the reservations already made.
             let detail = format!(
@@ -234,6 +221,7 @@ impl OrderService {
             );
             return Err(ServiceError::InsufficientStock { detail, variants: short });
         }
+        let stock_after: Vec<i64> = lines.iter().map(|l| left[&l.variant.variant_id]).collect();
 
         // Stored precision is microseconds on both backends: the response equals a re-read.
         let now = cart.updated_at;

@@ -10,6 +10,7 @@ mod m0004_webhooks;
 mod m0005_jobs;
 mod m0006_media;
 mod m0007_cart_hot_updates;
+mod m0008_job_lease_index;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_jobs::Migration),
             Box::new(m0006_media::Migration),
             Box::new(m0007_cart_hot_updates::Migration),
+            Box::new(m0008_job_lease_index::Migration),
         ]
     }
 }

@@ -77,10 +77,13 @@ async fn a_checkout_that_fails_half_way_changes_nothing() {
         app.count("inventory_movements").await,
         stock(&app, &shop, &plenty).await,
         stock(&app, &shop, &scarce).await,
+        app.count("idempotency_keys").await,
     );
-    let res = checkout(&app, &cart).await;
+    let rate = rate(&app, &cart).await;
+    let res = checkout_with(&app, &cart, &rate, "short-then-restocked").await;
     let problem = assert_problem(res, StatusCode::CONFLICT, "insufficient_stock").await;
     assert!(problem["detail"].as_str().unwrap().contains(&scarce), "{problem}");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 1, "only the short line is named: {problem}");
     assert_eq!(problem["errors"][0]["field"], format!("items.{scarce}"));
     let after = (
         app.count("orders").await,
@@ -88,8 +91,24 @@ async fn a_checkout_that_fails_half_way_changes_nothing() {
         app.count("inventory_movements").await,
         stock(&app, &shop, &plenty).await,
         stock(&app, &shop, &scarce).await,
+        app.count("idempotency_keys").await,
     );
     assert_eq!(after, before);
+    assert_ledger_ok(&app).await;
+
+    // The failure was not stored under the key: once restocked, the same key places the order.
+    let restock = app
+        .req(Method::POST, &format!("/api/v1/admin/variants/{scarce}/inventory"), Some(&shop.staff))
+        .json(&json!({"delta": 1, "reason": "found one"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restock.status(), StatusCode::OK);
+    let res = checkout_with(&app, &cart, &rate, "short-then-restocked").await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert!(res.headers().get("idempotent-replayed").is_none());
+    assert_eq!(stock(&app, &shop, &scarce).await, (0, 3));
+    assert_eq!(stock(&app, &shop, &plenty).await, (47, 3));
     assert_ledger_ok(&app).await;
 }
 

@@ -65,13 +65,12 @@ async fn the_checkout_flow_stays_within_its_statement_budget() {
     }
     // The update that checks access and stamps the cart; its lines.
     assert!(patched <= 2, "setting the address took {patched} statements");
-    // Claim the key; close the cart; its lines; one reservation per line; order number; order;
-    // lines; ledger; payment; audit; event; stored response. (Zones and rates come from the
+    // Close the cart; its lines; the reservation of every line; order number; order; lines;
+    // ledger; payment; audit; event; the key with its response. (Zones and rates come from the
     // cache, filled when the client asked for the cart's shipping options.)
-    assert!(three_lines <= 14, "checking out three lines took {three_lines} statements");
+    assert!(three_lines <= 11, "checking out three lines took {three_lines} statements");
 
-    // Only the per-line stock reservation grows with the cart: everything else is one
-    // statement for all lines.
+    // Nothing grows with the cart: every step is one statement for all lines.
     let (_, _, _, one_line) = flow(&app, &variants[..1]).await;
-    assert_eq!(three_lines - one_line, 2, "1 line: {one_line} statements, 3 lines: {three_lines}");
+    assert_eq!(three_lines, one_line, "1 line: {one_line} statements, 3 lines: {three_lines}");
 }
