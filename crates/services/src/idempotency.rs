@@ -34,6 +34,21 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The key's row: in progress, or completed with `(status, body)`.
+    fn row(&self, hash: &str, response: Option<(u16, String)>) -> keys::ActiveModel {
+        let state = if response.is_some() { "completed" } else { "in_progress" };
+        let (status, body) = response.map_or((None, None), |(s, b)| (Some(s as i32), Some(b)));
+        keys::ActiveModel {
+            scope: Set(self.scope.clone()),
+            key: Set(self.key.clone()),
+            request_hash: Set(hash.to_owned()),
+            state: Set(state.into()),
+            response_status: Set(status),
+            response_body: Set(body),
+            created_at: Set(Utc::now()),
+        }
+    }
+
     /// Stores the response; call inside the transaction that makes the change.
     pub async fn complete<C: ConnectionTrait, T: Serialize>(&self, conn: &C, status: u16, response: &T) -> ServiceResult<()> {
         let body = serde_json::to_string(response).map_err(ServiceError::internal)?;
@@ -73,16 +88,8 @@ where
         return op(None).await.map(Outcome::Fresh);
     };
     let hash = request_hash(request)?;
-    let row = keys::ActiveModel {
-        scope: Set(scope.clone()),
-        key: Set(key.clone()),
-        request_hash: Set(hash.clone()),
-        state: Set("in_progress".into()),
-        response_status: Set(None),
-        response_body: Set(None),
-        created_at: Set(Utc::now()),
-    };
-    if let Err(e) = keys::Entity::insert(row).exec_without_returning(db.primary()).await {
+    let claim = Claim { scope: scope.clone(), key: key.clone() };
+    if let Err(e) = keys::Entity::insert(claim.row(&hash, None)).exec_without_returning(db.primary()).await {
         if !store::is_unique_violation(&e) {
             return Err(e.into());
         }
@@ -107,7 +114,6 @@ where
             return Err(ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress"));
         }
     }
-    let claim = Claim { scope: scope.clone(), key: key.clone() };
     match op(Some(claim)).await {
         Ok(v) => Ok(Outcome::Fresh(v)),
         Err(e) => {
@@ -159,16 +165,7 @@ impl Recorded {
     /// change. On PostgreSQL a concurrent first request holding the key makes this wait for it.
     pub async fn record<C: ConnectionTrait, T: Serialize>(&self, conn: &C, status: u16, response: &T) -> ServiceResult<()> {
         let body = serde_json::to_string(response).map_err(ServiceError::internal)?;
-        let row = keys::ActiveModel {
-            scope: Set(self.claim.scope.clone()),
-            key: Set(self.claim.key.clone()),
-            request_hash: Set(self.hash.clone()),
-            state: Set("completed".into()),
-            response_status: Set(Some(status as i32)),
-            response_body: Set(Some(body)),
-            created_at: Set(Utc::now()),
-        };
-        keys::Entity::insert(row).exec_without_returning(conn).await.map_err(|e| {
+        keys::Entity::insert(self.claim.row(&self.hash, Some((status, body)))).exec_without_returning(conn).await.map_err(|e| {
             if store::is_unique_violation(&e) {
                 ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress")
             } else {
@@ -178,7 +175,8 @@ impl Recorded {
         Ok(())
     }
 
-    /// Replaces the stored response (a later step of the same request added to it).
+    /// The recorded key, for replacing its stored response ([`Claim::complete`]) when a later
+    /// step of the same request added to it.
     pub fn claim(&self) -> &Claim {
         &self.claim
     }

@@ -95,11 +95,10 @@ impl Worker {
         // bitmap scan visits every entry a finished job left behind until VACUUM removes it:
         // 4 ms per claim after a few thousand orders with autovacuum off.
         let tx = self.db.begin().await?;
-        let mut claimed =
-            self.claim_where(&tx, now, lease, jobs::Column::Status.eq(QUEUED), jobs::Column::RunAt, self.settings.batch).await?;
+        let mut claimed = self.claim_where(&tx, now, lease, QUEUED, jobs::Column::RunAt, self.settings.batch).await?;
         let room = self.settings.batch.saturating_sub(claimed.len() as u64);
         if room > 0 {
-            claimed.extend(self.claim_where(&tx, now, lease, jobs::Column::Status.eq(RUNNING), jobs::Column::LockedUntil, room).await?);
+            claimed.extend(self.claim_where(&tx, now, lease, RUNNING, jobs::Column::LockedUntil, room).await?);
         }
         tx.commit().await?;
         Ok(claimed.into_iter().map(|job| Claim { job }).collect())
@@ -111,14 +110,14 @@ impl Worker {
         tx: &sea_orm::DatabaseTransaction,
         now: DateTime<Utc>,
         lease: DateTime<Utc>,
-        status: sea_orm::sea_query::SimpleExpr,
+        status: &str,
         due: jobs::Column,
         limit: u64,
     ) -> ServiceResult<Vec<jobs::Model>> {
         let ids = Query::select()
             .column(jobs::Column::Id)
             .from(jobs::Entity)
-            .cond_where(Condition::all().add(status).add(due.lte(now)))
+            .cond_where(Condition::all().add(jobs::Column::Status.eq(status)).add(due.lte(now)))
             .order_by(due, Order::Asc)
             .limit(limit)
             // PostgreSQL: concurrent workers skip each other's rows; SQLite has one writer.
