@@ -41,6 +41,7 @@ pub async fn dispatch(db: &store::Db, limit: u64) -> ServiceResult<usize> {
         sea_query::{LockBehavior, LockType},
     };
     let tx = db.begin().await?;
+    db.prefer_index_walks(&tx).await?;
     // Ids are time-ordered (UUIDv7), so id order is creation order, and it is the order of
     // `idx_outbox_pending`: the scan stops after `limit` entries instead of sorting every
     // pending one (and every entry a dispatched event left behind until VACUUM).

@@ -133,12 +133,6 @@ impl Db {
 }
 
 impl Reader<'_> {
-    /// The read would go to the primary pool (no replica, or it is unusable): a caller about
-    /// to open a transaction can run it there instead, on the connection it holds anyway.
-    pub fn is_primary(&self) -> bool {
-        !self.replica
-    }
-
     fn failed(&self, e: &DbErr) {
         tracing::debug!(error = %e, "replica read failed; retrying on the primary");
         metrics::counter!("valuva_db_replica_fallbacks_total").increment(1);

@@ -103,19 +103,26 @@ pub fn schedule() -> Schedule {
         .expect("the built-in schedules parse")
 }
 
-pub fn worker(state: &AppState) -> anyhow::Result<Worker> {
+/// Connections of the pool that a worker inside a serving instance has to itself
+/// ([`store::Db::with_own_pool`]) for dispatching events, claiming jobs and recording their
+/// outcomes: a few short statements at a time. The handlers' own reads and writes use the
+/// services, and so the instance's pool.
+pub const OWN_POOL_CONNECTIONS: u32 = 4;
+
+/// A worker whose queue statements go through `db` (the instance's pool, or one of its own).
+pub fn worker(state: &AppState, db: store::Db) -> anyhow::Result<Worker> {
     let c = &state.config;
     let settings = WorkerSettings {
         lease: Duration::from_secs(c.job_lease_seconds),
         batch: c.job_concurrency,
         retry_base: Duration::from_millis(c.job_retry_base_ms),
     };
-    Ok(Worker::new(state.db.clone(), registry(state, mailer(c)?), settings))
+    Ok(Worker::new(db, registry(state, mailer(c)?), settings))
 }
 
-/// Runs a worker until `stop`.
-pub fn spawn(state: &AppState, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let worker = worker(state)?;
+/// Runs a worker until `stop`, its queue statements going through `db`.
+pub fn spawn(state: &AppState, db: store::Db, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let worker = worker(state, db)?;
     let idle = Duration::from_millis(state.config.job_poll_ms);
     Ok(tokio::spawn(worker.run(schedule(), idle, stop)))
 }

@@ -139,7 +139,12 @@ impl Application {
             let _ = stop_tx.send(true);
         };
         let background = housekeeping::spawn(state.clone(), stop_rx.clone());
-        let worker = if state.config.worker_enabled { Some(jobs::spawn(&state, stop_rx.clone())?) } else { None };
+        let worker = if state.config.worker_enabled {
+            let db = state.db.with_own_pool(jobs::OWN_POOL_CONNECTIONS).await.context("the job worker's pool")?;
+            Some(jobs::spawn(&state, db, stop_rx.clone())?)
+        } else {
+            None
+        };
         if let Some(listener) = self.metrics_listener {
             let mut stop = stop_rx.clone();
             let metrics = axum::serve(listener, http_api::metrics_router(state.clone())).with_graceful_shutdown(async move {

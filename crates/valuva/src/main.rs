@@ -149,7 +149,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let state = valuva::build_state(config).await?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let sealing = valuva::housekeeping::spawn(state.clone(), stop_rx.clone());
-            let worker = valuva::jobs::spawn(&state, stop_rx)?;
+            // Nothing else here uses the pool: the worker shares it.
+            let worker = valuva::jobs::spawn(&state, state.db.clone(), stop_rx)?;
             tracing::info!("worker running");
             valuva::shutdown_signal().await;
             let _ = stop_tx.send(true);

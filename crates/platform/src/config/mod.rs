@@ -199,7 +199,7 @@ impl Default for Config {
             job_poll_ms: 500,
             job_lease_seconds: 30,
             job_retry_base_ms: 1_000,
-            job_concurrency: 8,
+            job_concurrency: 32,
             job_retention_days: 7,
             storage_url: default_storage_url(),
             storage_public_url: None,

@@ -63,6 +63,9 @@ pub async fn seal(db: &Db) -> ServiceResult<u64> {
     let mut total = 0;
     loop {
         let tx = db.begin().await?;
+        // Also keeps the chunked UPDATE below on the primary key (with stale statistics
+        // PostgreSQL joined it by scanning the whole table: 6 ms per 100 rows).
+        db.prefer_index_walks(&tx).await?;
         let mut head = head(&tx, true).await?;
         let rows = audit_logs::Entity::find()
             .filter(audit_logs::Column::Seq.is_null())

@@ -12,6 +12,7 @@ use sea_orm::{
 };
 use std::{collections::HashMap, sync::Arc, time::Duration};
 use store::{Db, entities::jobs};
+use tokio::task::{JoinError, JoinSet};
 
 /// Why a job failed; `retry: false` sends it straight to the dead-letter list.
 #[derive(Debug)]
@@ -65,6 +66,9 @@ pub struct WorkerSettings {
     pub retry_base: Duration,
 }
 
+/// A job run to its end: its claim, the handler's result, when it started.
+type Finished = (Claim, Result<(), JobError>, std::time::Instant);
+
 /// One claimed job: the claim count fences its outcome.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -85,9 +89,14 @@ impl Worker {
         Self { db, registry: Arc::new(registry), settings, id }
     }
 
+    /// Claims a batch of due jobs (see [`Self::claim_up_to`]).
+    pub async fn claim(&self) -> ServiceResult<Vec<Claim>> {
+        self.claim_up_to(self.settings.batch).await
+    }
+
     /// Claims up to `batch` due jobs: queued ones whose time has come, then, while the batch
     /// has room, running ones whose worker stopped renewing its lease.
-    pub async fn claim(&self) -> ServiceResult<Vec<Claim>> {
+    async fn claim_up_to(&self, batch: u64) -> ServiceResult<Vec<Claim>> {
         let now = Utc::now();
         let lease = now + TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30));
         // Two statements, each an ordered walk of its own index that stops at the batch size.
@@ -95,8 +104,8 @@ impl Worker {
         // bitmap scan visits every entry a finished job left behind until VACUUM removes it:
         // 4 ms per claim after a few thousand orders with autovacuum off.
         let tx = self.db.begin().await?;
-        let mut claimed = self.claim_where(&tx, now, lease, QUEUED, jobs::Column::RunAt, self.settings.batch).await?;
-        let room = self.settings.batch.saturating_sub(claimed.len() as u64);
+        let mut claimed = self.claim_where(&tx, now, lease, QUEUED, jobs::Column::RunAt, batch).await?;
+        let room = batch.saturating_sub(claimed.len() as u64);
         if room > 0 {
             claimed.extend(self.claim_where(&tx, now, lease, RUNNING, jobs::Column::LockedUntil, room).await?);
         }
@@ -146,16 +155,23 @@ impl Worker {
     /// Records success; false when this worker no longer holds the job (it lost the lease and
     /// another worker took over).
     pub async fn complete(&self, c: &Claim) -> ServiceResult<bool> {
+        Ok(!self.complete_many(&[c]).await?.is_empty())
+    }
+
+    /// Records the success of several jobs in one statement; returns the ids recorded (a job
+    /// missing from them was fenced out).
+    async fn complete_many(&self, claims: &[&Claim]) -> ServiceResult<Vec<uuid::Uuid>> {
         let now = Utc::now();
+        let fenced = claims.iter().fold(Condition::any(), |any, c| any.add(self.fenced(c)));
         let done = jobs::Entity::update_many()
             .col_expr(jobs::Column::Status, Expr::value(SUCCEEDED))
             .col_expr(jobs::Column::FinishedAt, Expr::value(now))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
             .col_expr(jobs::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
-            .filter(self.fenced(c))
-            .exec(self.db.primary())
+            .filter(fenced)
+            .exec_with_returning(self.db.primary())
             .await?;
-        Ok(done.rows_affected == 1)
+        Ok(done.into_iter().map(|j| j.id).collect())
     }
 
     /// Records a failure: back to the queue after a backoff, or dead.
@@ -191,13 +207,11 @@ impl Worker {
         Ok(done.rows_affected == 1)
     }
 
-    /// Runs one claimed job to its recorded outcome, renewing the lease meanwhile.
-    pub async fn execute(&self, c: Claim) {
-        let kind = c.job.kind.clone();
-        let started = std::time::Instant::now();
+    /// Runs one claimed job's handler, renewing the lease meanwhile.
+    async fn run_handler(&self, c: &Claim) -> Result<(), JobError> {
         let payload: serde_json::Value = serde_json::from_str(&c.job.payload).unwrap_or_default();
-        let result = match self.registry.handlers.get(kind.as_str()).cloned() {
-            None => Err(JobError::permanent(format!("no handler for job kind {kind}"))),
+        match self.registry.handlers.get(c.job.kind.as_str()).cloned() {
+            None => Err(JobError::permanent(format!("no handler for job kind {}", c.job.kind))),
             Some(h) => {
                 let run = h.run(payload);
                 tokio::pin!(run);
@@ -206,38 +220,85 @@ impl Worker {
                 loop {
                     tokio::select! {
                         r = &mut run => break r,
-                        _ = renew.tick() => { let _ = self.renew(&c).await; }
+                        _ = renew.tick() => { let _ = self.renew(c).await; }
                     }
                 }
             }
-        };
-        let outcome = match &result {
-            Ok(()) => match self.complete(&c).await {
-                Ok(true) => "succeeded",
-                _ => "fenced",
-            },
-            Err(e) => {
-                tracing::warn!(job = %c.job.id, kind, attempt = c.job.attempts, error = %e.message, "job failed");
-                let dead = !e.retry || c.job.attempts >= c.job.max_attempts;
-                match self.fail(&c, e).await {
-                    Ok(true) if dead => "dead",
-                    Ok(true) => "retried",
-                    _ => "fenced",
-                }
-            }
-        };
-        if outcome == "fenced" {
-            tracing::warn!(job = %c.job.id, kind, "job outcome not recorded: another worker holds it now");
         }
-        metrics::counter!("valuva_jobs_total", "kind" => kind.clone(), "outcome" => outcome).increment(1);
-        metrics::histogram!("valuva_job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
     }
 
-    /// One round: claim and run (concurrently) what is due. Returns how many ran.
+    /// Records the outcomes of jobs that finished together: every success in one statement
+    /// (one per job made it the worker's costliest statement under checkout load), failures
+    /// one by one.
+    async fn record(&self, finished: Vec<Finished>) {
+        let succeeded: Vec<&Claim> = finished.iter().filter(|(_, r, _)| r.is_ok()).map(|(c, _, _)| c).collect();
+        let recorded = if succeeded.is_empty() { Ok(Vec::new()) } else { self.complete_many(&succeeded).await };
+        let recorded = recorded.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "recording finished jobs failed; their leases will expire and they run again");
+            Vec::new()
+        });
+        for (c, result, started) in &finished {
+            let outcome = match result {
+                Ok(()) if recorded.contains(&c.job.id) => "succeeded",
+                Ok(()) => "fenced",
+                Err(e) => {
+                    tracing::warn!(job = %c.job.id, kind = c.job.kind, attempt = c.job.attempts, error = %e.message, "job failed");
+                    let dead = !e.retry || c.job.attempts >= c.job.max_attempts;
+                    match self.fail(c, e).await {
+                        Ok(true) if dead => "dead",
+                        Ok(true) => "retried",
+                        _ => "fenced",
+                    }
+                }
+            };
+            if outcome == "fenced" {
+                tracing::warn!(job = %c.job.id, kind = c.job.kind, "job outcome not recorded: another worker holds it now");
+            }
+            let kind = c.job.kind.clone();
+            metrics::counter!("valuva_jobs_total", "kind" => kind.clone(), "outcome" => outcome).increment(1);
+            metrics::histogram!("valuva_job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Starts a claimed job on a task of its own: it runs on whether or not its worker is
+    /// polling, so a job holding a connection that the worker itself waits for (SQLite's one
+    /// writer) always finishes. A panic ends the task, not the worker.
+    fn start(&self, jobs: &mut JoinSet<Finished>, c: Claim) {
+        let w = self.clone();
+        jobs.spawn(async move {
+            let started = std::time::Instant::now();
+            let result = w.run_handler(&c).await;
+            (c, result, started)
+        });
+    }
+
+    /// Records `first` and every other job already finished, in one go.
+    async fn record_finished(&self, jobs: &mut JoinSet<Finished>, first: Option<Result<Finished, JoinError>>) {
+        let mut finished = Vec::new();
+        for joined in first.into_iter().chain(std::iter::from_fn(|| jobs.try_join_next())) {
+            match joined {
+                Ok(f) => finished.push(f),
+                // Its lease lapses and another round runs it again.
+                Err(e) => tracing::error!(error = %e, "a job's task panicked or was cancelled"),
+            }
+        }
+        if !finished.is_empty() {
+            self.record(finished).await;
+        }
+    }
+
+    /// One round: claim and run (concurrently) what is due, and wait for all of it. Returns
+    /// how many ran. Outcomes are recorded as jobs finish, never held back by a slower job.
     pub async fn run_once(&self) -> ServiceResult<usize> {
         let claims = self.claim().await?;
         let n = claims.len();
-        futures_util::future::join_all(claims.into_iter().map(|c| self.execute(c))).await;
+        let mut jobs = JoinSet::new();
+        for c in claims {
+            self.start(&mut jobs, c);
+        }
+        while let Some(first) = jobs.join_next().await {
+            self.record_finished(&mut jobs, Some(first)).await;
+        }
         Ok(n)
     }
 }
@@ -247,15 +308,16 @@ fn hostname() -> String {
 }
 
 impl Worker {
-    /// Until `stop`: turn outbox events into jobs, enqueue scheduled slots, run due jobs;
-    /// polls every `idle` when there is nothing to do. Stops between jobs, never inside one.
+    /// Until `stop`: turn outbox events into jobs, enqueue scheduled slots, and keep up to
+    /// `batch` jobs running, claiming more as soon as some finish (rounds that waited for
+    /// their slowest job fell behind checkout under load: each round's claim and dispatch
+    /// wait for pooled connections like any request). Polls every `idle` when there is
+    /// nothing to do. Stops between jobs, never inside one: running jobs finish first.
     pub async fn run(self, schedule: super::schedule::Schedule, idle: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut schedule = schedule;
+        let mut jobs = JoinSet::new();
         tracing::info!(worker = %self.id, "job worker started");
-        loop {
-            if *stop.borrow() {
-                break;
-            }
+        while !*stop.borrow() {
             let dispatched = crate::outbox::dispatch(&self.db, 100).await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "outbox dispatch failed; retrying");
                 0
@@ -263,16 +325,33 @@ impl Worker {
             if let Err(e) = schedule.enqueue_due(&self.db).await {
                 tracing::warn!(error = %e, "scheduling recurring jobs failed; retrying");
             }
-            let ran = self.run_once().await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "claiming jobs failed; retrying");
-                0
-            });
-            if dispatched == 0 && ran == 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = stop.changed() => {}
-                }
+            let room = self.settings.batch.saturating_sub(jobs.len() as u64);
+            let claims = if room == 0 {
+                Vec::new()
+            } else {
+                self.claim_up_to(room).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                    Vec::new()
+                })
+            };
+            // More may be waiting when events came in or the claim filled every free slot.
+            let more = dispatched > 0 || (room > 0 && claims.len() as u64 == room);
+            for c in claims {
+                self.start(&mut jobs, c);
             }
+            let first = if more && room > 0 {
+                None
+            } else {
+                tokio::select! {
+                    Some(done) = jobs.join_next() => Some(done),
+                    _ = tokio::time::sleep(idle) => None,
+                    _ = stop.changed() => None,
+                }
+            };
+            self.record_finished(&mut jobs, first).await;
+        }
+        while let Some(done) = jobs.join_next().await {
+            self.record_finished(&mut jobs, Some(done)).await;
         }
         tracing::info!(worker = %self.id, "job worker stopped");
     }

@@ -302,6 +302,37 @@ async fn a_killed_worker_loses_its_job_to_another_that_completes_it_once() {
     assert!(!c.fail(&claim, &JobError::retry("late")).await.unwrap());
 }
 
+/// Jobs of one round that finish together are recorded together: one statement for all of
+/// them, not one each.
+#[tokio::test]
+async fn a_round_of_jobs_is_claimed_and_completed_in_three_statements() {
+    let app = TestApp::spawn_with(|c| {
+        c.worker_enabled = false;
+        c.housekeeping_interval_ms = 3_600_000;
+    })
+    .await;
+    // Signs in first: the audit sealer's start-up round must not land inside the count.
+    let token = app.admin_token().await;
+    let db = app.state.db.clone();
+    let batch: Vec<NewJob> = (0..8).map(|n| NewJob::new("test.count", json!({"n": n}))).collect();
+    enqueue_many(db.primary(), batch).await.unwrap();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let w = Worker::new(
+        db.clone(),
+        Registry::default().with("test.count", Counting { runs: runs.clone(), started: None, hang: false }),
+        settings(30_000),
+    );
+    let before = app.statements();
+    assert_eq!(w.run_once().await.unwrap(), 8);
+    let after = app.statements();
+    // Claim queued jobs; claim expired leases (skipped: the batch is full); complete all eight.
+    let statements = (after.0 - before.0) + (after.1 - before.1);
+    assert!(statements <= 3, "a round of 8 jobs took {statements} statements");
+    let res = app.get("/api/v1/admin/jobs?kind=test.count&status=succeeded&limit=100", Some(&token)).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["data"].as_array().unwrap().len(), 8);
+    assert_eq!(runs.lock().unwrap().len(), 8);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_workers_run_each_job_once() {
     let app = TestApp::spawn_with(|c| c.worker_enabled = false).await;
