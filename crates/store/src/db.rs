@@ -126,6 +126,13 @@ impl Db {
         &self.primary
     }
 
+    /// Reads that must see the latest committed state but run outside any transaction. On
+    /// SQLite that is the read-only pool, which sees every commit at once (WAL), so such reads
+    /// leave the one writer connection to writers; elsewhere the primary.
+    pub fn current(&self) -> &DatabaseConnection {
+        if self.local_readers { &self.replica } else { &self.primary }
+    }
+
     /// A read-write transaction. SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up front
     /// and two writers never deadlock upgrading a read lock. PostgreSQL: READ COMMITTED; row locks
     /// and conditional updates carry the invariants.

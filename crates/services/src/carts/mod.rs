@@ -231,8 +231,8 @@ impl CartService {
     }
 
     pub async fn get(&self, id: Uuid, access: &CartAccess) -> ServiceResult<CartView> {
-        let cart = self.authorized(self.db.primary(), id, access).await?;
-        self.view_of(self.db.primary(), cart).await
+        let cart = self.authorized(self.db.current(), id, access).await?;
+        self.view_of(self.db.current(), cart).await
     }
 
     pub async fn update(&self, id: Uuid, access: &CartAccess, patch: CartPatch) -> ServiceResult<CartView> {
@@ -257,7 +257,7 @@ impl CartService {
             update = update.col_expr(carts::Column::ShippingAddress, Expr::value(address_json(&a).to_string()));
         }
         let cart = self.update_open(self.db.primary(), update, id, access, "active").await?;
-        self.view_of(self.db.primary(), cart).await
+        self.view_of(self.db.current(), cart).await
     }
 
     /// Lines with current prices, SKUs and titles, in the order they were added: one query.

@@ -60,7 +60,7 @@ impl Handler for PasswordResetEmail {
 
 async fn variant_and_product(db: &Db, variant: Uuid) -> Result<Option<(variants::Model, products::Model)>, JobError> {
     let found =
-        variants::Entity::find_by_id(variant).find_also_related(products::Entity).one(db.primary()).await.map_err(JobError::retry)?;
+        variants::Entity::find_by_id(variant).find_also_related(products::Entity).one(db.current()).await.map_err(JobError::retry)?;
     Ok(found.and_then(|(v, p)| p.map(|p| (v, p))))
 }
 
@@ -73,7 +73,7 @@ pub struct BackInStockEmail {
 #[async_trait::async_trait]
 impl Handler for BackInStockEmail {
     async fn run(&self, payload: Value) -> Result<(), JobError> {
-        let sub = subs::Entity::find_by_id(id(&payload, "subscription_id")?).one(self.db.primary()).await.map_err(JobError::retry)?;
+        let sub = subs::Entity::find_by_id(id(&payload, "subscription_id")?).one(self.db.current()).await.map_err(JobError::retry)?;
         let Some(sub) = sub else { return Ok(()) };
         // The variant or product is gone: nothing to announce.
         let Some((v, p)) = variant_and_product(&self.db, sub.variant_id).await? else { return Ok(()) };
@@ -93,7 +93,7 @@ impl Handler for LowStockEmail {
         let Some((v, p)) = variant_and_product(&self.db, id(&payload, "variant_id")?).await? else { return Ok(()) };
         let staff = users::Entity::find()
             .filter(users::Column::Role.is_in(["staff", "admin"]))
-            .all(self.db.primary())
+            .all(self.db.current())
             .await
             .map_err(JobError::retry)?;
         for u in staff {

@@ -205,8 +205,8 @@ impl OrderService {
     }
 
     pub async fn get(&self, id: Uuid, access: &OrderAccess) -> ServiceResult<OrderView> {
-        let o = self.authorized(self.db.primary(), id, access).await?;
-        self.view(self.db.primary(), o).await
+        let o = self.authorized(self.db.current(), id, access).await?;
+        self.view(self.db.current(), o).await
     }
 
     /// Newest first. `user` limits to one customer's orders; staff pass `None`.

@@ -74,3 +74,30 @@ async fn the_checkout_flow_stays_within_its_statement_budget() {
     let (_, _, _, one_line) = flow(&app, &variants[..1]).await;
     assert_eq!(three_lines, one_line, "1 line: {one_line} statements, 3 lines: {three_lines}");
 }
+
+/// Reads of a cart or an order outside any transaction see the latest commit without taking
+/// SQLite's one writer connection: they run on its read-only pool (every commit is visible
+/// there at once). PostgreSQL without a replica has one pool for both.
+#[tokio::test]
+async fn current_reads_leave_the_sqlite_writer_to_writers() {
+    let app = TestApp::spawn_with(|c| {
+        c.worker_enabled = false;
+        c.housekeeping_interval_ms = 3_600_000;
+    })
+    .await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 1000, 50).await;
+    let cart = crate::orders_support::cart(&app, &[(&v, 1)]).await;
+    let before = app.statements();
+    let res = cart.req(&app, Method::GET, &format!("/api/v1/carts/{}", cart.id)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["items"][0]["quantity"], 1, "the read sees the line just added");
+    let after = app.statements();
+    let (writer, readers) = (after.0 - before.0, after.1 - before.1);
+    if app.state.db.backend() == store::Backend::Sqlite {
+        assert_eq!((writer, readers), (0, 2), "cart read: {writer} on the writer, {readers} on the readers");
+    } else {
+        assert_eq!((writer, readers), (2, 0));
+    }
+}
