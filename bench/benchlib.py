@@ -121,6 +121,17 @@ def verify_no_oversell(api, product, variant, initial, binary, env):
     return None
 
 
+def job_drain_seconds(api, token, timeout=300):
+    """Seconds from the end of a scenario until no job is queued: how far the in-process job
+    worker (order confirmation emails) fell behind the load. None: not within `timeout`."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if not api.call("GET", "/api/v1/admin/jobs?status=queued&limit=1", token=token)["data"]:
+            return round(time.time() - t0, 1)
+        time.sleep(0.2)
+    return None
+
+
 def rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -109,10 +109,14 @@ def run_backend(backend):
                    "peak_rss_mb": round(peak, 1), "idle_rss_mb": round(idle_rss, 1), "latency_ms": res["latency_ms"]}
             if "orders_per_second" in res:
                 row.update(orders_per_s=round(res["orders_per_second"], 1), conflicts=res["conflicts"], checkout_latency_ms=res["checkout_latency_ms"])
+            if tool == "loadgen":
+                row["jobs_drain_s"] = lib.job_drain_seconds(api, data["admin"])
             if name == "contention":
                 row["oversold"] = lib.verify_no_oversell(api, data["hot_product"], data["hot_variant"], HOT_STOCK, binary, env)
             rows.append(row)
             print(lib.format_row(row), flush=True)
+            if "jobs_drain_s" in row:
+                print(f"{'':<15} job backlog cleared {row['jobs_drain_s']} s after the load stopped", flush=True)
     finally:
         if server:
             server.terminate()

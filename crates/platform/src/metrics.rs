@@ -21,9 +21,27 @@ pub fn install() -> PrometheusHandle {
             // Fails only if another recorder was installed first; then ours simply stays idle.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// A recorder made with `build_recorder` (rather than the exporter's own `install`) keeps
+/// every histogram sample until something drains it: without a scrape of `/metrics` the
+/// process grew by ~20 bytes per request (7 MB per 10 s of cached reads, without bound).
+/// `run_upkeep` folds the samples into their buckets; a thread of its own does it every few
+/// seconds for the life of the process, whatever runtime or test comes and goes.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the metrics upkeep thread; histogram samples pile up until /metrics is scraped");
+    }
 }
 
 fn describe() {
