@@ -228,26 +228,30 @@ impl Worker {
     }
 
     /// Records the outcomes of jobs that finished together: every success in one statement
-    /// (one per job made it the worker's costliest statement under checkout load), failures
-    /// one by one.
+    /// (one per job before: under checkout load, one more statement per order), failures one
+    /// by one.
     async fn record(&self, finished: Vec<Finished>) {
         let succeeded: Vec<&Claim> = finished.iter().filter(|(_, r, _)| r.is_ok()).map(|(c, _, _)| c).collect();
         let recorded = if succeeded.is_empty() { Ok(Vec::new()) } else { self.complete_many(&succeeded).await };
-        let recorded = recorded.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "recording finished jobs failed; their leases will expire and they run again");
-            Vec::new()
+        let recorded = recorded.map_err(|e| {
+            tracing::warn!(error = %e, "recording finished jobs failed; their leases will lapse and they run again");
         });
         for (c, result, started) in &finished {
-            let outcome = match result {
-                Ok(()) if recorded.contains(&c.job.id) => "succeeded",
-                Ok(()) => "fenced",
-                Err(e) => {
+            let outcome = match (result, &recorded) {
+                (Ok(()), Err(())) => "unrecorded",
+                (Ok(()), Ok(ids)) if ids.contains(&c.job.id) => "succeeded",
+                (Ok(()), Ok(_)) => "fenced",
+                (Err(e), _) => {
                     tracing::warn!(job = %c.job.id, kind = c.job.kind, attempt = c.job.attempts, error = %e.message, "job failed");
                     let dead = !e.retry || c.job.attempts >= c.job.max_attempts;
                     match self.fail(c, e).await {
                         Ok(true) if dead => "dead",
                         Ok(true) => "retried",
-                        _ => "fenced",
+                        Ok(false) => "fenced",
+                        Err(e) => {
+                            tracing::warn!(job = %c.job.id, error = %e, "recording a failed job failed; its lease will lapse");
+                            "unrecorded"
+                        }
                     }
                 }
             };

@@ -333,6 +333,54 @@ async fn a_round_of_jobs_is_claimed_and_completed_in_three_statements() {
     assert_eq!(runs.lock().unwrap().len(), 8);
 }
 
+/// Job `n = 0` waits for the gate to open; every other job succeeds at once.
+struct SlowFirst {
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl Handler for SlowFirst {
+    async fn run(&self, payload: Value) -> Result<(), JobError> {
+        if payload["n"] == 0 {
+            let _ = self.gate.clone().wait_for(|open| *open).await;
+        }
+        Ok(())
+    }
+}
+
+/// A running worker refills a slot as soon as its job finishes: one slow job takes one slot,
+/// not the whole batch, while the rest of the queue goes through. On stop, the worker waits
+/// for the slow job instead of abandoning it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_job_holds_one_slot_not_the_queue() {
+    let app = TestApp::spawn_with(|c| c.worker_enabled = false).await;
+    let token = app.admin_token().await;
+    let db = app.state.db.clone();
+    enqueue(db.primary(), NewJob::new("test.slow", json!({"n": 0}))).await.unwrap();
+    enqueue_many(db.primary(), (1..=9).map(|n| NewJob::new("test.slow", json!({"n": n}))).collect()).await.unwrap();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let settings = WorkerSettings { batch: 2, ..settings(30_000) };
+    let worker = Worker::new(db.clone(), Registry::default().with("test.slow", SlowFirst { gate }), settings);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(services::jobs::schedule::Schedule::default(), Duration::from_millis(20), stopped));
+
+    let succeeded = || async {
+        let res = app.get("/api/v1/admin/jobs?kind=test.slow&status=succeeded&limit=100", Some(&token)).await;
+        res.json::<Value>().await.unwrap()["data"].as_array().unwrap().len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while succeeded().await < 9 {
+        assert!(Instant::now() < deadline, "the queue stalled behind the slow job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!running.is_finished(), "the worker stopped while a job was still running");
+    open.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("the worker stops once its job is done").unwrap();
+    assert_eq!(succeeded().await, 10, "the slow job was recorded before the worker stopped");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_workers_run_each_job_once() {
     let app = TestApp::spawn_with(|c| c.worker_enabled = false).await;
