@@ -78,7 +78,7 @@ impl Db {
     /// A copy whose writes and consistent reads go through a pool of `connections` of its
     /// own (PostgreSQL), for the job worker inside a serving instance. Under request load
     /// every pooled connection is busy and waited for; the worker's short statements queued
-    /// behind requests (about 90 ms per dispatch-claim-record round at 64 concurrent
+    /// behind requests (130–160 ms per dispatch-claim-run-record round at 64 concurrent
     /// checkouts) and it fell further behind every second. SQLite keeps its one writer: the
     /// copy shares it.
     pub async fn with_own_pool(&self, connections: u32) -> Result<Db, StoreError> {
