@@ -192,12 +192,17 @@ async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[Ato
         Backend::Postgres => {
             opt.statement_timeout(s.statement_timeout);
         }
+        // A connection to a local file cannot drop the way a network connection can, so the
+        // ping sqlx sends before handing one out only costs: on SQLite it is one more hop to
+        // the connection's thread, and for the one writer it adds to the time writers queue.
         Backend::Sqlite if pool == "readers" => {
+            opt.test_before_acquire(false);
             let busy = s.acquire_timeout.max(Duration::from_secs(5));
             // The writer made the file and switched it to WAL (a setting the file keeps).
             opt.map_sqlx_sqlite_opts(move |o| o.read_only(true).foreign_keys(true).busy_timeout(busy));
         }
         Backend::Sqlite => {
+            opt.test_before_acquire(false);
             let busy = s.acquire_timeout.max(Duration::from_secs(5));
             opt.map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(true)
