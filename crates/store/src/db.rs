@@ -262,18 +262,20 @@ impl Db {
 }
 
 impl Db {
-    /// The next order number. PostgreSQL: a sequence (never contended). SQLite: a counter
-    /// row, bumped inside the caller's (already exclusive) write transaction.
-    pub async fn next_order_number<C: ConnectionTrait>(&self, conn: &C) -> Result<i64, DbErr> {
-        let sql = match self.backend {
-            Backend::Postgres => "SELECT nextval('order_number_seq') AS value",
-            Backend::Sqlite => "UPDATE counters SET value = value + 1 WHERE name = 'order_number' RETURNING value",
-        };
+    /// The number for an order about to be inserted, when the caller must set it. PostgreSQL:
+    /// `None`, the column's default draws it from a sequence (never contended) as the row is
+    /// inserted, and the insert returns it. SQLite: a counter row, bumped inside the caller's
+    /// (already exclusive) write transaction.
+    pub async fn preset_order_number<C: ConnectionTrait>(&self, conn: &C) -> Result<Option<i64>, DbErr> {
+        if self.backend == Backend::Postgres {
+            return Ok(None);
+        }
+        let sql = "UPDATE counters SET value = value + 1 WHERE name = 'order_number' RETURNING value";
         let row = conn
             .query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql))
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("order number counter".into()))?;
-        row.try_get::<i64>("", "value")
+        row.try_get::<i64>("", "value").map(Some)
     }
 }
 

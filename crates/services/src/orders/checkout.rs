@@ -11,7 +11,7 @@ use crate::{
     shipping::RateTable,
 };
 use domain::{AuditAction, Currency, Money, OrderStatus};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, sea_query::Expr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, NotSet, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use store::entities::{order_lines, orders, payments, users};
@@ -225,9 +225,10 @@ impl OrderService {
 
         // Stored precision is microseconds on both backends: the response equals a re-read.
         let now = cart.updated_at;
-        let order = orders::Model {
+        let preset_number = self.db.preset_order_number(tx).await?;
+        let mut order = orders::Model {
             id: domain::new_id(),
-            number: self.db.next_order_number(tx).await?,
+            number: preset_number.unwrap_or_default(),
             user_id: owner,
             cart_id: cart.id,
             email,
@@ -247,7 +248,11 @@ impl OrderService {
             created_at: now,
             updated_at: now,
         };
-        orders::Entity::insert(orders::ActiveModel::from(order.clone())).exec_without_returning(tx).await?;
+        let mut row = orders::ActiveModel::from(order.clone());
+        if preset_number.is_none() {
+            row.number = NotSet;
+        }
+        order.number = orders::Entity::insert(row).exec_with_returning(tx).await?.number;
         let order_lines: Vec<order_lines::Model> = lines
             .iter()
             .map(|l| order_lines::Model {

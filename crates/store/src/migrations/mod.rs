@@ -11,6 +11,7 @@ mod m0005_jobs;
 mod m0006_media;
 mod m0007_cart_hot_updates;
 mod m0008_job_lease_index;
+mod m0009_order_number_default;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_media::Migration),
             Box::new(m0007_cart_hot_updates::Migration),
             Box::new(m0008_job_lease_index::Migration),
+            Box::new(m0009_order_number_default::Migration),
         ]
     }
 }

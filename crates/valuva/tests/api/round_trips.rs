@@ -65,10 +65,12 @@ async fn the_checkout_flow_stays_within_its_statement_budget() {
     }
     // The update that checks access and stamps the cart; its lines.
     assert!(patched <= 2, "setting the address took {patched} statements");
-    // Close the cart; its lines; the reservation of every line; order number; order; lines;
-    // ledger; payment; audit; event; the key with its response. (Zones and rates come from the
-    // cache, filled when the client asked for the cart's shipping options.)
-    assert!(three_lines <= 11, "checking out three lines took {three_lines} statements");
+    // Close the cart; its lines; the reservation of every line; order number (SQLite's
+    // counter row; on PostgreSQL the order's insert draws it); order; lines; ledger; payment;
+    // audit; event; the key with its response. (Zones and rates come from the cache, filled
+    // when the client asked for the cart's shipping options.)
+    let budget = if app.state.db.backend() == store::Backend::Postgres { 10 } else { 11 };
+    assert!(three_lines <= budget, "checking out three lines took {three_lines} statements");
 
     // Nothing grows with the cart: every step is one statement for all lines.
     let (_, _, _, one_line) = flow(&app, &variants[..1]).await;
