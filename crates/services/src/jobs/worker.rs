@@ -338,12 +338,13 @@ impl Worker {
                     Vec::new()
                 })
             };
-            // More may be waiting when events came in or the claim filled every free slot.
-            let more = dispatched > 0 || (room > 0 && claims.len() as u64 == room);
+            // With a slot free, more may be waiting when events came in or the claim filled
+            // every free slot: go round again at once.
+            let more = room > 0 && (dispatched > 0 || claims.len() as u64 == room);
             for c in claims {
                 self.start(&mut jobs, c);
             }
-            let first = if more && room > 0 {
+            let first = if more {
                 None
             } else {
                 tokio::select! {

@@ -306,11 +306,7 @@ async fn a_killed_worker_loses_its_job_to_another_that_completes_it_once() {
 /// them, not one each.
 #[tokio::test]
 async fn a_round_of_jobs_is_claimed_and_completed_in_three_statements() {
-    let app = TestApp::spawn_with(|c| {
-        c.worker_enabled = false;
-        c.housekeeping_interval_ms = 3_600_000;
-    })
-    .await;
+    let app = TestApp::spawn_counting().await;
     // Signs in first: the audit sealer's start-up round must not land inside the count.
     let token = app.admin_token().await;
     let db = app.state.db.clone();

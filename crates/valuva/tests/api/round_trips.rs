@@ -44,12 +44,7 @@ async fn flow(app: &TestApp, lines: &[String]) -> (u64, Vec<u64>, u64, u64) {
 
 #[tokio::test]
 async fn the_checkout_flow_stays_within_its_statement_budget() {
-    let app = TestApp::spawn_with(|c| {
-        // Nothing else may touch the pools while statements are counted.
-        c.worker_enabled = false;
-        c.housekeeping_interval_ms = 3_600_000;
-    })
-    .await;
+    let app = TestApp::spawn_counting().await;
     let shop = shop(&app).await;
     let mut variants = Vec::new();
     for _ in 0..3 {
@@ -82,11 +77,7 @@ async fn the_checkout_flow_stays_within_its_statement_budget() {
 /// there at once). PostgreSQL without a replica has one pool for both.
 #[tokio::test]
 async fn current_reads_leave_the_sqlite_writer_to_writers() {
-    let app = TestApp::spawn_with(|c| {
-        c.worker_enabled = false;
-        c.housekeeping_interval_ms = 3_600_000;
-    })
-    .await;
+    let app = TestApp::spawn_counting().await;
     let shop = shop(&app).await;
     let v = variant(&app, &shop, 1000, 50).await;
     let cart = crate::orders_support::cart(&app, &[(&v, 1)]).await;

@@ -68,6 +68,16 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// An app whose pools nothing touches unasked (no job worker, no housekeeping rounds after
+    /// the one at start-up), for tests that count statements.
+    pub async fn spawn_counting() -> Self {
+        Self::spawn_with(|c| {
+            c.worker_enabled = false;
+            c.housekeeping_interval_ms = 3_600_000;
+        })
+        .await
+    }
+
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg_cleanup) = match pg_base() {
