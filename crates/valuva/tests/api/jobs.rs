@@ -55,7 +55,15 @@ async fn checkout_sends_an_order_confirmation_over_smtp() {
     let mail = smtp.wait_for(&[&format!("Subject: Order #{number} confirmed"), "To: ann@example.com"]).await;
     assert!(mail.contains("multipart/alternative") && mail.contains("text/plain") && mail.contains("text/html"));
     assert!(mail.contains("2 x Item"), "lines are listed: {mail}");
-    let done = jobs(&app, &shop.staff, "kind=email.order_confirmation&status=succeeded").await;
+    // The outcome is written after the mail went out (at least once: never before it).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let done = jobs(&app, &shop.staff, "kind=email.order_confirmation&status=succeeded").await;
+        if !done.is_empty() || Instant::now() >= deadline {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
     assert_eq!(done.len(), 1);
 
     // Paid, packed, shipped: the shipping notice carries the tracking number.
