@@ -16,7 +16,7 @@ use chrono::{TimeDelta, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use store::{Db, entities::idempotency_keys as keys};
+use store::{Db, Inserts, entities::idempotency_keys as keys};
 
 /// A claim left in progress this long belongs to a request that died before committing.
 const ABANDONED_AFTER: TimeDelta = TimeDelta::seconds(60);
@@ -161,17 +161,13 @@ impl Recorded {
         Ok(Self { claim: Claim { scope, key }, hash: request_hash(request)? })
     }
 
-    /// Writes the key, completed with `response`; call inside the transaction that makes the
-    /// change. On PostgreSQL a concurrent first request holding the key makes this wait for it.
-    pub async fn record<C: ConnectionTrait, T: Serialize>(&self, conn: &C, status: u16, response: &T) -> ServiceResult<()> {
+    /// Adds the key, completed with `response`, to a batch the caller runs inside the
+    /// transaction that makes the change. On PostgreSQL a concurrent first request holding the
+    /// key makes that batch wait for it, then fail with a unique violation (the key is taken):
+    /// [`Self::replay`] then answers with the first one's response.
+    pub fn stage<T: Serialize>(&self, batch: &mut Inserts, status: u16, response: &T) -> ServiceResult<()> {
         let body = serde_json::to_string(response).map_err(ServiceError::internal)?;
-        keys::Entity::insert(self.claim.row(&self.hash, Some((status, body)))).exec_without_returning(conn).await.map_err(|e| {
-            if store::is_unique_violation(&e) {
-                ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress")
-            } else {
-                e.into()
-            }
-        })?;
+        batch.add(keys::Entity::insert(self.claim.row(&self.hash, Some((status, body)))));
         Ok(())
     }
 

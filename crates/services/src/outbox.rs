@@ -4,10 +4,17 @@
 use crate::ServiceResult;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
-use store::entities::outbox_events;
+use store::{Inserts, entities::outbox_events};
 use uuid::Uuid;
 
 pub async fn emit<C: ConnectionTrait>(conn: &C, topic: &str, aggregate_id: Uuid, payload: serde_json::Value) -> ServiceResult<()> {
+    let mut batch = Inserts::new();
+    stage(&mut batch, topic, aggregate_id, payload);
+    Ok(batch.run(conn).await?)
+}
+
+/// [`emit`] as one insert of a batch the caller runs in the change's transaction.
+pub fn stage(batch: &mut Inserts, topic: &str, aggregate_id: Uuid, payload: serde_json::Value) {
     let row = outbox_events::ActiveModel {
         id: Set(domain::new_id()),
         topic: Set(topic.to_owned()),
@@ -16,8 +23,7 @@ pub async fn emit<C: ConnectionTrait>(conn: &C, topic: &str, aggregate_id: Uuid,
         created_at: Set(Utc::now()),
         dispatched_at: Set(None),
     };
-    outbox_events::Entity::insert(row).exec_without_returning(conn).await?;
-    Ok(())
+    batch.add(outbox_events::Entity::insert(row));
 }
 
 /// Jobs an event leads to (besides the fan-outs in [`dispatch`]).

@@ -13,7 +13,7 @@ use chrono::{DurationRound, TimeDelta, Utc};
 use domain::AuditAction;
 use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::Value;
-use store::entities::audit_logs;
+use store::{Inserts, entities::audit_logs};
 
 /// What changed. `old`/`new` are scrubbed of secrets before they are stored.
 pub struct Change {
@@ -42,6 +42,13 @@ impl Change {
 /// rolls back with it. The row is chained later by [`seal`], so concurrent writers never
 /// contend on the chain head (at SERIALIZABLE they would abort each other).
 pub async fn record<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, change: Change) -> ServiceResult<()> {
+    let mut batch = Inserts::new();
+    stage(&mut batch, meta, change);
+    Ok(batch.run(conn).await?)
+}
+
+/// [`record`] as one insert of a batch the caller runs in the change's transaction.
+pub fn stage(batch: &mut Inserts, meta: &RequestMeta, change: Change) {
     let row = audit_logs::Model {
         id: domain::new_id(),
         seq: None,
@@ -59,8 +66,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, change: Ch
         prev_hash: None,
         hash: None,
     };
-    audit_logs::Entity::insert(audit_logs::ActiveModel::from(row)).exec_without_returning(conn).await?;
-    Ok(())
+    batch.add(audit_logs::Entity::insert(audit_logs::ActiveModel::from(row)));
 }
 
 const SECRET_KEYS: [&str; 7] = ["password", "password_hash", "token", "secret", "refresh_token", "access_token", "card"];

@@ -1,8 +1,8 @@
-use super::{CartAccess, CartService, CartView, PricedLine};
+use super::{CartAccess, CartService, CartView, LineVariant, PricedLine, versioned};
 use crate::{ServiceError, ServiceResult};
 use chrono::Utc;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
-use store::entities::cart_items;
+use store::entities::{cart_items, carts};
 use uuid::Uuid;
 
 /// Units of one variant a single cart line may hold.
@@ -28,7 +28,7 @@ pub(super) async fn add_quantity<C: ConnectionTrait>(conn: &C, cart: Uuid, varia
         .await?;
     match existing {
         Some(line) => set_line_quantity(conn, line.id, (line.quantity + quantity).min(MAX_LINE_QUANTITY)).await,
-        None => insert_line(conn, cart, variant, quantity.min(MAX_LINE_QUANTITY)).await.map(drop),
+        None => insert_line(conn, cart, variant, quantity.min(MAX_LINE_QUANTITY), domain::new_id()).await,
     }
 }
 
@@ -41,8 +41,7 @@ async fn set_line_quantity<C: ConnectionTrait>(conn: &C, item: Uuid, quantity: i
     Ok(())
 }
 
-async fn insert_line<C: ConnectionTrait>(conn: &C, cart: Uuid, variant: Uuid, quantity: i32) -> ServiceResult<Uuid> {
-    let id = domain::new_id();
+async fn insert_line<C: ConnectionTrait>(conn: &C, cart: Uuid, variant: Uuid, quantity: i32, id: Uuid) -> ServiceResult<()> {
     let row = cart_items::ActiveModel {
         id: Set(id),
         cart_id: Set(cart),
@@ -59,20 +58,20 @@ async fn insert_line<C: ConnectionTrait>(conn: &C, cart: Uuid, variant: Uuid, qu
             e.into()
         }
     })?;
-    Ok(id)
+    Ok(())
 }
 
-impl CartService {
-    /// Adds a purchasable variant: it exists, its product is active, it is priced in the
-    /// cart's currency, and the line stays within its limit and the stock on hand. The cart's
-    /// row lock is taken first, so the lines read here stay current until commit.
-    pub async fn add_item(&self, id: Uuid, access: &CartAccess, variant_id: Uuid, quantity: i64) -> ServiceResult<CartView> {
-        let quantity = check_quantity(quantity)?;
-        let tx = self.db.begin().await?;
-        let cart = self.lock_active(&tx, id, access, "active").await?;
-        // The variant comes with the lines: one statement, where a separate variant read
-        // made adding a line cost a statement (and on PostgreSQL a round trip) more.
-        let (mut lines, variant) = self.lines_with_variant(&tx, id, variant_id).await?;
+/// What adding units of a variant does to a cart: raise the quantity of line `index`, or add a
+/// new line. The rules, checked against the lines and variant as read.
+enum Change {
+    Raise { index: usize, to: i32 },
+    Add { variant: LineVariant, quantity: i32 },
+}
+
+impl Change {
+    /// A purchasable variant: it exists, its product is active, it is priced in the cart's
+    /// currency, and the line stays within its limit and the stock on hand.
+    fn plan(cart: &carts::Model, lines: &[PricedLine], variant: Option<LineVariant>, quantity: i32) -> ServiceResult<Self> {
         let variant = match variant {
             Some(v) if v.for_sale() => v,
             _ => return Err(ServiceError::field("variant_id", "no such purchasable variant")),
@@ -83,7 +82,7 @@ impl CartService {
                 format!("the cart is in {}, the variant is priced in {}", cart.currency, variant.currency),
             ));
         }
-        let existing = lines.iter().position(|l| l.variant.variant_id == variant_id);
+        let existing = lines.iter().position(|l| l.variant.variant_id == variant.variant_id);
         let current = existing.map_or(0, |i| lines[i].quantity);
         if existing.is_none() && lines.len() >= MAX_LINES {
             return Err(ServiceError::conflict("cart_full", format!("a cart holds at most {MAX_LINES} lines")));
@@ -95,18 +94,71 @@ impl CartService {
         if wanted as i64 > variant.stock {
             return Err(ServiceError::conflict("insufficient_stock", format!("not enough stock of {} for {wanted} units", variant.sku)));
         }
-        match existing {
-            Some(i) => {
-                set_line_quantity(&tx, lines[i].item_id, wanted).await?;
-                lines[i].quantity = wanted;
-            }
-            None => {
-                let item_id = insert_line(&tx, id, variant_id, wanted).await?;
-                lines.push(PricedLine { item_id, quantity: wanted, variant });
-            }
+        Ok(match existing {
+            Some(index) => Self::Raise { index, to: wanted },
+            None => Self::Add { variant, quantity: wanted },
+        })
+    }
+
+    /// The lines once the change is written (`new_item`: the id a new line gets).
+    fn apply(self, lines: &mut Vec<PricedLine>, new_item: Uuid) {
+        match self {
+            Self::Raise { index, to } => lines[index].quantity = to,
+            Self::Add { variant, quantity } => lines.push(PricedLine { item_id: new_item, quantity, variant }),
+        }
+    }
+
+    /// The line this change writes: (item id, variant, quantity).
+    fn line(&self, lines: &[PricedLine], new_item: Uuid) -> (Uuid, Uuid, i32) {
+        match self {
+            Self::Raise { index, to } => (lines[*index].item_id, lines[*index].variant.variant_id, *to),
+            Self::Add { variant, quantity } => (new_item, variant.variant_id, *quantity),
+        }
+    }
+}
+
+impl CartService {
+    /// The cart's row lock is taken first, so the lines read here stay current until commit.
+    async fn add_item_locked(&self, id: Uuid, access: &CartAccess, variant_id: Uuid, quantity: i32) -> ServiceResult<CartView> {
+        let tx = self.db.begin().await?;
+        let cart = self.lock_active(&tx, id, access, "active").await?;
+        // The variant comes with the lines: one statement, where a separate variant read
+        // made adding a line cost a statement (and on PostgreSQL a round trip) more.
+        let (mut lines, variant) = self.lines_with_variant(&tx, id, variant_id).await?;
+        let change = Change::plan(&cart, &lines, variant, quantity)?;
+        let new_item = domain::new_id();
+        match &change {
+            Change::Raise { index, to } => set_line_quantity(&tx, lines[*index].item_id, *to).await?,
+            Change::Add { quantity, .. } => insert_line(&tx, id, variant_id, *quantity, new_item).await?,
         }
         tx.commit().await?;
+        change.apply(&mut lines, new_item);
         Ok(self.render(cart, lines))
+    }
+
+    /// Adds `quantity` units of a purchasable variant (see [`Change::plan`]): read, check, and
+    /// write only if the cart is still as read (see [`super::versioned`]). A cart that changed
+    /// in between is rare (one shopper, one request at a time), but many writers crossing on
+    /// one cart would keep invalidating each other's reads: the one that lost queues for the
+    /// cart's row lock instead, which always makes progress.
+    pub async fn add_item(&self, id: Uuid, access: &CartAccess, variant_id: Uuid, quantity: i64) -> ServiceResult<CartView> {
+        let quantity = check_quantity(quantity)?;
+        let (mut cart, mut lines, variant) = versioned::read(self.db.current(), id, access, self.open_since(), variant_id).await?;
+        let change = Change::plan(&cart, &lines, variant, quantity)?;
+        let new_item = domain::new_id();
+        let (item, variant, quantity_after) = change.line(&lines, new_item);
+        match versioned::write(self.db.primary(), id, cart.version, item, variant, quantity_after).await? {
+            Some(stamp) => {
+                cart.updated_at = stamp;
+                cart.version += 1;
+                change.apply(&mut lines, new_item);
+                Ok(self.render(cart, lines))
+            }
+            None => {
+                metrics::counter!("valuva_cart_write_conflicts_total").increment(1);
+                self.add_item_locked(id, access, variant_id, quantity).await
+            }
+        }
     }
 
     pub async fn set_quantity(&self, id: Uuid, access: &CartAccess, item: Uuid, quantity: i64) -> ServiceResult<CartView> {

@@ -2,6 +2,7 @@
 //! bearer token. Prices and availability are re-read on every view; a cart stores only lines.
 
 mod lines;
+mod versioned;
 
 use crate::{
     ServiceError, ServiceResult,
@@ -145,6 +146,11 @@ pub struct CartService {
     low_stock: i64,
 }
 
+/// Now, at the precision both backends store (microseconds), so a view equals a re-read.
+fn now_micros() -> DateTime<Utc> {
+    Utc::now().duration_trunc(TimeDelta::microseconds(1)).unwrap_or_else(|_| Utc::now())
+}
+
 fn address_json(a: &Address) -> serde_json::Value {
     serde_json::json!({
         "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
@@ -155,6 +161,11 @@ fn address_json(a: &Address) -> serde_json::Value {
 impl CartService {
     pub fn new(db: Db, ttl_days: u64, low_stock: i64) -> Self {
         Self { db, ttl: TimeDelta::days(ttl_days as i64), low_stock }
+    }
+
+    /// Carts last used before this have expired.
+    fn open_since(&self) -> DateTime<Utc> {
+        Utc::now() - self.ttl
     }
 
     pub async fn create(&self, user: Option<Uuid>, currency: Option<&str>) -> ServiceResult<CartView> {
@@ -171,6 +182,7 @@ impl CartService {
             status: Set("active".into()),
             created_at: Set(now),
             updated_at: Set(now),
+            version: Set(0),
         }
         .insert(self.db.primary())
         .await?;
@@ -217,11 +229,11 @@ impl CartService {
         access: &CartAccess,
         status: &str,
     ) -> ServiceResult<carts::Model> {
-        // Stored precision is microseconds on both backends; keep the view equal to a re-read.
-        let now = Utc::now().duration_trunc(TimeDelta::microseconds(1)).unwrap_or_else(|_| Utc::now());
+        let now = now_micros();
         update
             .col_expr(carts::Column::UpdatedAt, Expr::value(now))
             .col_expr(carts::Column::Status, Expr::value(status))
+            .col_expr(carts::Column::Version, Expr::col(carts::Column::Version).add(1))
             .filter(carts::Column::Id.eq(id))
             .filter(self.open_and_reachable(access, now)?)
             .exec_with_returning(conn)
@@ -373,18 +385,29 @@ impl CartService {
             .await?;
         let target = match own.filter(|c| c.currency == guest_cart.currency) {
             None => {
+                let version = guest_cart.version + 1;
                 let mut am: carts::ActiveModel = guest_cart.into();
                 am.user_id = Set(Some(user));
                 am.updated_at = Set(Utc::now());
+                am.version = Set(version);
                 am.update(&tx).await?.id
             }
             Some(own) => {
+                // The customer's cart gets lines without its row lock: its version moves, so a
+                // line write that read it before this merge does not apply.
+                carts::Entity::update_many()
+                    .col_expr(carts::Column::Version, Expr::col(carts::Column::Version).add(1))
+                    .filter(carts::Column::Id.eq(own.id))
+                    .exec(&tx)
+                    .await?;
                 let items = cart_items::Entity::find().filter(cart_items::Column::CartId.eq(guest)).all(&tx).await?;
                 for item in items {
                     lines::add_quantity(&tx, own.id, item.variant_id, item.quantity).await?;
                 }
+                let version = guest_cart.version + 1;
                 let mut am: carts::ActiveModel = guest_cart.into();
                 am.status = Set("merged".into());
+                am.version = Set(version);
                 am.update(&tx).await?;
                 own.id
             }

@@ -17,7 +17,7 @@ use sea_orm::{
 use serde::Serialize;
 use std::collections::HashMap;
 use store::{
-    Db,
+    Db, Inserts,
     entities::{inventory_movements as mv, variants},
 };
 use utoipa::ToSchema;
@@ -78,8 +78,16 @@ pub async fn record_movement<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, m
 
 /// Ledger entries written with one multi-row insert (checkout writes one per line).
 pub async fn record_movements<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, list: Vec<Movement<'_>>) -> ServiceResult<Vec<Uuid>> {
+    let mut batch = Inserts::new();
+    let ids = stage_movements(&mut batch, meta, list);
+    batch.run(conn).await?;
+    Ok(ids)
+}
+
+/// [`record_movements`] as inserts of a batch the caller runs in the change's transaction.
+pub fn stage_movements(batch: &mut Inserts, meta: &RequestMeta, list: Vec<Movement<'_>>) -> Vec<Uuid> {
     if list.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let now = Utc::now();
     let ids: Vec<Uuid> = list.iter().map(|_| domain::new_id()).collect();
@@ -95,19 +103,19 @@ pub async fn record_movements<C: ConnectionTrait>(conn: &C, meta: &RequestMeta, 
         order_id: Set(m.order_id),
         created_at: Set(now),
     });
-    mv::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    batch.add(mv::Entity::insert_many(rows));
     for m in &list {
         // Crossings become domain events, in this transaction: back in stock (subscribers
         // are emailed) and low stock (staff are).
         let before = m.stock_after - m.delta;
         if before <= 0 && m.stock_after > 0 && !matches!(m.kind, Kind::Initial) {
-            crate::outbox::emit(conn, "variant.back_in_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
+            crate::outbox::stage(batch, "variant.back_in_stock", m.variant_id, serde_json::json!({"stock": m.stock_after}));
         }
         if before > m.low_stock && m.stock_after <= m.low_stock {
-            crate::outbox::emit(conn, "variant.low_stock", m.variant_id, serde_json::json!({"stock": m.stock_after})).await?;
+            crate::outbox::stage(batch, "variant.low_stock", m.variant_id, serde_json::json!({"stock": m.stock_after}));
         }
     }
-    Ok(ids)
+    ids
 }
 
 /// Moves units from available to reserved for every `(variant, quantity)` that has enough

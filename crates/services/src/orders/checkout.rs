@@ -11,10 +11,13 @@ use crate::{
     shipping::RateTable,
 };
 use domain::{AuditAction, Currency, Money, OrderStatus};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, NotSet, QueryFilter, Set, sea_query::Expr};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, NotSet, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use store::entities::{order_lines, orders, payments, users};
+use store::{
+    Inserts,
+    entities::{order_lines, orders, payments, users},
+};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -69,10 +72,11 @@ where
 }
 
 impl OrderService {
-    /// Cart → order, in one transaction: stock for every line is reserved with one conditional
-    /// update each (in variant-id order, so crossing multi-line checkouts cannot deadlock), the
-    /// order, its lines, ledger rows, audit row and `order.created` event are written, and the
-    /// cart is closed. Not enough stock → 409 naming the variants, nothing written.
+    /// Cart → order, in one transaction: the cart is closed, stock for every line is reserved
+    /// in one conditional update (lines in variant-id order; a deadlock between crossing
+    /// checkouts is retried), the order is inserted, and its lines, ledger rows, payment, audit
+    /// row, `order.created` event and idempotency key go in one batch ([`Inserts`]). Not
+    /// enough stock → 409 naming the variants, nothing written.
     pub async fn checkout(
         &self,
         meta: &RequestMeta,
@@ -101,12 +105,13 @@ impl OrderService {
         // converted), and the key then answers it.
         let placed = with_retry(|| async {
             let tx = self.db.begin().await?;
-            let (order, moves) = self.place_order(&tx, meta, access, &req, &provider_name, rates).await?;
+            let (order, moves, mut writes) = self.place_order(&tx, meta, access, &req, &provider_name, rates).await?;
             let response = CheckoutResponse {
                 order,
                 payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
             };
-            key_record.record(&tx, 201, &response).await?;
+            key_record.stage(&mut writes, 201, &response)?;
+            writes.run(&tx).await?;
             tx.commit().await?;
             Ok((response, moves))
         })
@@ -152,7 +157,7 @@ impl OrderService {
         req: &CheckoutRequest,
         provider: &str,
         rates: &RateTable,
-    ) -> ServiceResult<(OrderView, Vec<StockMove>)> {
+    ) -> ServiceResult<(OrderView, Vec<StockMove>, Inserts)> {
         // The cart is closed first, in the statement that takes its row lock: a second
         // checkout of the same cart waits here, then finds it converted. Anything below that
         // fails rolls this back. Stock needs no more than READ COMMITTED: each reservation is a
@@ -267,9 +272,10 @@ impl OrderService {
                 restocked_quantity: 0,
             })
             .collect();
-        order_lines::Entity::insert_many(order_lines.iter().cloned().map(order_lines::ActiveModel::from))
-            .exec_without_returning(tx)
-            .await?;
+        // The rest of the order's rows go in one batch (one statement on PostgreSQL), which the
+        // caller completes with the idempotency key and runs.
+        let mut writes = Inserts::new();
+        writes.add(order_lines::Entity::insert_many(order_lines.iter().cloned().map(order_lines::ActiveModel::from)));
         let movements = lines.iter().zip(&stock_after).map(|(l, after)| Movement {
             variant_id: l.variant.variant_id,
             delta: -(l.quantity as i64),
@@ -280,8 +286,8 @@ impl OrderService {
             order_id: Some(order.id),
             low_stock: self.catalog.low_stock(),
         });
-        inventory::record_movements(tx, meta, movements.collect()).await?;
-        payments::ActiveModel {
+        inventory::stage_movements(&mut writes, meta, movements.collect());
+        writes.add(payments::Entity::insert(payments::ActiveModel {
             id: Set(domain::new_id()),
             order_id: Set(order.id),
             provider: Set(provider.to_owned()),
@@ -292,12 +298,10 @@ impl OrderService {
             refunded_amount: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
-        }
-        .insert(tx)
-        .await?;
+        }));
         let summary = serde_json::json!({"number": order.number, "status": "pending_payment", "total": total.amount(), "currency": cart.currency, "lines": lines.len()});
-        audit::record(tx, meta, Change::new(AuditAction::Order, "order", order.id).new_values(&summary)).await?;
-        outbox::emit(tx, "order.created", order.id, summary).await?;
+        audit::stage(&mut writes, meta, Change::new(AuditAction::Order, "order", order.id).new_values(&summary));
+        outbox::stage(&mut writes, "order.created", order.id, summary);
         let moves = lines.iter().zip(&stock_after).map(|(l, after)| StockMove {
             product_id: l.variant.product_id,
             before: after + l.quantity as i64,
@@ -306,6 +310,6 @@ impl OrderService {
         let moves = moves.collect();
         let mut order_lines = order_lines;
         order_lines.sort_by_key(|l| l.id);
-        Ok((super::render(order, order_lines), moves))
+        Ok((super::render(order, order_lines), moves, writes))
     }
 }

@@ -12,6 +12,7 @@ mod m0006_media;
 mod m0007_cart_hot_updates;
 mod m0008_job_lease_index;
 mod m0009_order_number_default;
+mod m0010_cart_version;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_cart_hot_updates::Migration),
             Box::new(m0008_job_lease_index::Migration),
             Box::new(m0009_order_number_default::Migration),
+            Box::new(m0010_cart_version::Migration),
         ]
     }
 }

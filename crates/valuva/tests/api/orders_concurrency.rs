@@ -101,3 +101,47 @@ async fn one_key_sent_twenty_times_at_once_creates_one_order() {
     assert_eq!(stock(&app, &shop, &v).await, (49, 1));
     assert_ledger_ok(&app).await;
 }
+
+/// Adds that cross on one cart lose nothing: units added to the same line at once all count,
+/// and distinct variants added at once all become lines (on PostgreSQL a write that finds the
+/// cart changed since its read starts over; on SQLite writers take turns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_adds_to_one_cart_lose_no_units_and_no_lines() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let same = variant(&app, &shop, 100, 1000).await;
+    let mut others = Vec::new();
+    for _ in 0..8 {
+        others.push(variant(&app, &shop, 100, 1000).await);
+    }
+    let c = cart(&app, &[]).await;
+    let (app, c) = (Arc::new(app), Arc::new(c));
+    let adds = std::iter::repeat_n((same.clone(), 2), 16).chain(others.iter().map(|v| (v.clone(), 1)));
+    let tasks: Vec<_> = adds
+        .map(|(v, q)| {
+            let (app, c) = (app.clone(), c.clone());
+            tokio::spawn(async move {
+                let res = c
+                    .req(&app, reqwest::Method::POST, &format!("/api/v1/carts/{}/items", c.id))
+                    .json(&serde_json::json!({"variant_id": v, "quantity": q}))
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status(), res.text().await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let view: Value = c.req(&app, reqwest::Method::GET, &format!("/api/v1/carts/{}", c.id)).send().await.unwrap().json().await.unwrap();
+    let items = view["items"].as_array().unwrap();
+    assert_eq!(items.len(), 9, "{view}");
+    let quantity = |v: &str| items.iter().find(|i| i["variant_id"] == v).map(|i| i["quantity"].as_i64().unwrap());
+    assert_eq!(quantity(&same), Some(32));
+    for v in &others {
+        assert_eq!(quantity(v), Some(1));
+    }
+    assert_eq!(view["subtotal"]["amount"], 100 * 40);
+}
