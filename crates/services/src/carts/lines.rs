@@ -118,13 +118,12 @@ impl Change {
 }
 
 impl CartService {
-    /// The cart's row lock is taken first, so the lines read here stay current until commit.
+    /// The cart's row lock is taken first, so the lines read here (with the variant, by the
+    /// same query as the unlocked way) stay current until commit.
     async fn add_item_locked(&self, id: Uuid, access: &CartAccess, variant_id: Uuid, quantity: i32) -> ServiceResult<CartView> {
         let tx = self.db.begin().await?;
-        let cart = self.lock_active(&tx, id, access, "active").await?;
-        // The variant comes with the lines: one statement, where a separate variant read
-        // made adding a line cost a statement (and on PostgreSQL a round trip) more.
-        let (mut lines, variant) = self.lines_with_variant(&tx, id, variant_id).await?;
+        self.lock_active(&tx, id, access, "active").await?;
+        let (cart, mut lines, variant) = versioned::read(&tx, id, access, self.open_since(), variant_id).await?;
         let change = Change::plan(&cart, &lines, variant, quantity)?;
         let new_item = domain::new_id();
         match &change {

@@ -15,7 +15,7 @@ use domain::{Address, AddressInput, Availability, Currency, Email};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
     QuerySelect, RelationTrait, Select, Set, UpdateMany,
-    sea_query::{Expr, ExprTrait, IntoCondition, Query, UnionType},
+    sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
 use store::{
@@ -283,47 +283,6 @@ impl CartService {
             .into_model::<PricedLine>()
             .all(conn)
             .await?)
-    }
-
-    /// [`Self::priced_lines`] and, in the same query, `variant` as a line of it would show it
-    /// (`None`: no such variant), whether or not the cart holds it yet. The variant is one
-    /// more id in the list of the cart's variants, each joined to its line if it has one.
-    pub(crate) async fn lines_with_variant<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        cart: Uuid,
-        variant: Uuid,
-    ) -> ServiceResult<(Vec<PricedLine>, Option<LineVariant>)> {
-        #[derive(FromQueryResult)]
-        struct Row {
-            item_id: Option<Uuid>,
-            quantity: Option<i32>,
-            #[sea_orm(nested)]
-            variant: LineVariant,
-        }
-        let ids = Query::select()
-            .column(cart_items::Column::VariantId)
-            .from(cart_items::Entity)
-            .and_where(cart_items::Column::CartId.eq(cart))
-            .union(UnionType::All, Query::select().expr(Expr::val(variant)).to_owned())
-            .to_owned();
-        let its_line = cart_items::Relation::Variant
-            .def()
-            .rev()
-            .on_condition(move |_, line| Expr::col((line, cart_items::Column::CartId)).eq(cart).into_condition());
-        let rows = line_variants()
-            .column_as(cart_items::Column::Id, "item_id")
-            .column(cart_items::Column::Quantity)
-            .join(JoinType::LeftJoin, its_line)
-            .filter(variants::Column::Id.in_subquery(ids))
-            .into_model::<Row>()
-            .all(conn)
-            .await?;
-        let wanted = rows.iter().find(|r| r.variant.variant_id == variant).map(|r| r.variant.clone());
-        let mut lines: Vec<PricedLine> =
-            rows.into_iter().filter_map(|r| Some(PricedLine { item_id: r.item_id?, quantity: r.quantity?, variant: r.variant })).collect();
-        lines.sort_by_key(|l| l.item_id);
-        Ok((lines, wanted))
     }
 
     pub(crate) async fn view_of<C: ConnectionTrait>(&self, conn: &C, cart: carts::Model) -> ServiceResult<CartView> {
