@@ -126,9 +126,10 @@ impl CartService {
         let (cart, mut lines, variant) = versioned::read(&tx, id, access, self.open_since(), variant_id).await?;
         let change = Change::plan(&cart, &lines, variant, quantity)?;
         let new_item = domain::new_id();
-        match &change {
-            Change::Raise { index, to } => set_line_quantity(&tx, lines[*index].item_id, *to).await?,
-            Change::Add { quantity, .. } => insert_line(&tx, id, variant_id, *quantity, new_item).await?,
+        let (item, variant, quantity_after) = change.line(&lines, new_item);
+        match change {
+            Change::Raise { .. } => set_line_quantity(&tx, item, quantity_after).await?,
+            Change::Add { .. } => insert_line(&tx, id, variant, quantity_after, item).await?,
         }
         tx.commit().await?;
         change.apply(&mut lines, new_item);

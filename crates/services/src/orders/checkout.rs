@@ -111,7 +111,14 @@ impl OrderService {
                 payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
             };
             key_record.stage(&mut writes, 201, &response)?;
-            writes.run(&tx).await?;
+            writes.run(&tx).await.map_err(|e| {
+                // Every other row of the batch has a fresh id: the key is taken.
+                if store::is_unique_violation(&e) {
+                    ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress")
+                } else {
+                    e.into()
+                }
+            })?;
             tx.commit().await?;
             Ok((response, moves))
         })
