@@ -160,6 +160,21 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
+def cpu_times():
+    """The machine's CPU time so far, from /proc/stat: (idle incl. iowait, steal, total)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return v[3] + v[4], v[7], sum(v)
+
+
+def cpu_shares(before, after):
+    """Idle and stolen shares (%) of the CPU time between two cpu_times(). Steal is time the
+    hypervisor gave this VM's virtual CPUs to someone else: a run with much of it measured a
+    smaller machine than the one it names, so the table shows it beside every row."""
+    total = max(after[2] - before[2], 1)
+    return round(100 * (after[0] - before[0]) / total, 1), round(100 * (after[1] - before[1]) / total, 1)
+
+
 def drop_redis_prefix(url, prefix):
     if not url:
         return
@@ -181,14 +196,14 @@ def mem_gb():
         return round(int(f.readline().split()[1]) / 1024 / 1024, 1)
 
 
-HEADER = f"{'scenario':<15} {'backend':<9} {'req/s':>9} {'orders/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'peak RSS MB':>12}"
+HEADER = f"{'scenario':<15} {'backend':<9} {'req/s':>9} {'orders/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'peak RSS MB':>12} {'steal %':>8}"
 
 
 def format_row(r):
     orders = f"{r['orders_per_s']:.0f}" if "orders_per_s" in r else "-"
     errors = f"{r['errors']}" + (f" ({r['conflicts']} 409)" if r.get("conflicts") else "")
     return (f"{r['scenario']:<15} {r['backend']:<9} {r['rps']:>9.0f} {orders:>9} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
-            f"{r['p99_ms']:>8.2f} {errors:>7} {r['peak_rss_mb']:>12.1f}")
+            f"{r['p99_ms']:>8.2f} {errors:>7} {r['peak_rss_mb']:>12.1f} {r.get('cpu_steal_pct', 0):>8.1f}")
 
 
 def table(rows):

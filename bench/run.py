@@ -97,6 +97,7 @@ def run_backend(backend):
         for name, tool in scenarios:
             sampler = lib.RssSampler(server.pid)
             sampler.start()
+            cpu_before = lib.cpu_times()
             if tool == "wrk":
                 paths = os.path.join(work, f"{name}.paths")
                 res = lib.wrk(base, paths, os.path.join(root, "bench", "paths.lua"), args.concurrency, args.warmup, args.duration)
@@ -104,9 +105,11 @@ def run_backend(backend):
                 warmup = 0 if name == "contention" else args.warmup
                 res = lib.loadgen(loadgen, base, name, data_file, args.concurrency, warmup, args.duration)
             peak = sampler.stop()
+            idle_pct, steal_pct = lib.cpu_shares(cpu_before, lib.cpu_times())
             row = {"scenario": name, "backend": backend, "rps": round(res["rps"], 1), "p50_ms": res["latency_ms"]["p50"],
                    "p95_ms": res["latency_ms"]["p95"], "p99_ms": res["latency_ms"]["p99"], "errors": res["errors"],
-                   "peak_rss_mb": round(peak, 1), "idle_rss_mb": round(idle_rss, 1), "latency_ms": res["latency_ms"]}
+                   "peak_rss_mb": round(peak, 1), "idle_rss_mb": round(idle_rss, 1), "latency_ms": res["latency_ms"],
+                   "cpu_idle_pct": idle_pct, "cpu_steal_pct": steal_pct}
             if "orders_per_second" in res:
                 row.update(orders_per_s=round(res["orders_per_second"], 1), conflicts=res["conflicts"], checkout_latency_ms=res["checkout_latency_ms"])
             if tool == "loadgen":
