@@ -21,6 +21,11 @@ use store::{Db, Inserts, entities::idempotency_keys as keys};
 /// A claim left in progress this long belongs to a request that died before committing.
 const ABANDONED_AFTER: TimeDelta = TimeDelta::seconds(60);
 
+/// Another request holds this key and has not finished.
+pub(crate) fn in_progress() -> ServiceError {
+    ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress")
+}
+
 /// Either a fresh result or the stored first response for this key.
 #[derive(Debug)]
 pub enum Outcome<T> {
@@ -93,10 +98,7 @@ where
         if !store::is_unique_violation(&e) {
             return Err(e.into());
         }
-        let existing = keys::Entity::find_by_id((scope.clone(), key.clone()))
-            .one(db.primary())
-            .await?
-            .ok_or_else(|| ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress"))?;
+        let existing = keys::Entity::find_by_id((scope.clone(), key.clone())).one(db.primary()).await?.ok_or_else(in_progress)?;
         if let Some(replay) = completed(existing, &hash)? {
             return Ok(replay);
         }
@@ -111,7 +113,7 @@ where
             .await?
             .rows_affected;
         if taken == 0 {
-            return Err(ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress"));
+            return Err(in_progress());
         }
     }
     match op(Some(claim)).await {

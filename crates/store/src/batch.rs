@@ -30,14 +30,6 @@ impl Inserts {
         self
     }
 
-    pub fn len(&self) -> usize {
-        self.statements.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.statements.is_empty()
-    }
-
     /// Runs every insert; the first failure (a unique violation, say) fails all of them on
     /// PostgreSQL, and on SQLite leaves the caller's transaction to roll back the ones before.
     pub async fn run<C: ConnectionTrait>(self, conn: &C) -> Result<(), DbErr> {

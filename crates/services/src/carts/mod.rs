@@ -342,13 +342,14 @@ impl CartService {
             .order_by_desc(carts::Column::UpdatedAt)
             .one(&tx)
             .await?;
+        // The guest cart is written in either case: its version moves.
+        let guest_version = guest_cart.version + 1;
         let target = match own.filter(|c| c.currency == guest_cart.currency) {
             None => {
-                let version = guest_cart.version + 1;
                 let mut am: carts::ActiveModel = guest_cart.into();
                 am.user_id = Set(Some(user));
                 am.updated_at = Set(Utc::now());
-                am.version = Set(version);
+                am.version = Set(guest_version);
                 am.update(&tx).await?.id
             }
             Some(own) => {
@@ -363,10 +364,9 @@ impl CartService {
                 for item in items {
                     lines::add_quantity(&tx, own.id, item.variant_id, item.quantity).await?;
                 }
-                let version = guest_cart.version + 1;
                 let mut am: carts::ActiveModel = guest_cart.into();
                 am.status = Set("merged".into());
-                am.version = Set(version);
+                am.version = Set(guest_version);
                 am.update(&tx).await?;
                 own.id
             }

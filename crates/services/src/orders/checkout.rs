@@ -113,11 +113,7 @@ impl OrderService {
             key_record.stage(&mut writes, 201, &response)?;
             writes.run(&tx).await.map_err(|e| {
                 // Every other row of the batch has a fresh id: the key is taken.
-                if store::is_unique_violation(&e) {
-                    ServiceError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is in progress")
-                } else {
-                    e.into()
-                }
+                if store::is_unique_violation(&e) { idempotency::in_progress() } else { e.into() }
             })?;
             tx.commit().await?;
             Ok((response, moves))
