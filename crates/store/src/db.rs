@@ -7,7 +7,7 @@ use sea_orm_migration::MigratorTrait;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -35,6 +35,8 @@ pub struct Db {
     statements: Arc<[AtomicU64; 2]>,
     /// How the primary pool was made, for [`Self::with_own_pool`].
     primary_settings: Arc<DatabaseSettings>,
+    /// SQLite file: set to stop the WAL checkpointer ([`crate::checkpoint`]).
+    checkpointer: Option<Arc<AtomicBool>>,
 }
 
 impl Db {
@@ -56,23 +58,47 @@ impl Db {
             None => (p.clone(), None),
         };
         let primary_settings = Arc::new(primary.clone());
-        Ok(Self { primary: p, replica: r, replica_state, local_readers: false, backend: primary.backend, statements, primary_settings })
+        Ok(Self {
+            primary: p,
+            replica: r,
+            replica_state,
+            local_readers: false,
+            backend: primary.backend,
+            statements,
+            primary_settings,
+            checkpointer: None,
+        })
     }
 
     /// SQLite takes one writer at a time. With several pooled connections, the ones waiting for
     /// the write lock poll it with growing sleeps (SQLite's busy handler), which idled the
     /// machine while 64 checkouts queued. Instead the primary pool is a single connection
     /// (writers queue for it in order, without sleeping) and reads that need no transaction
-    /// use a pool of read-only connections beside it. An in-memory database cannot be shared
-    /// between connections, so it gets the single connection only.
+    /// use a pool of read-only connections beside it, and a connection of its own checkpoints
+    /// the WAL ([`crate::checkpoint`]). An in-memory database cannot be shared between
+    /// connections, so it gets the single connection only.
     async fn connect_sqlite(settings: &DatabaseSettings, statements: Arc<[AtomicU64; 2]>) -> Result<Self, StoreError> {
         let writer = DatabaseSettings { max_connections: 1, min_connections: 1, ..settings.clone() };
         let p = connect_pool(&writer, "primary", statements.clone()).await?;
         let in_memory = settings.url.expose().contains(":memory:") || settings.url.expose().contains("mode=memory");
         let (r, local_readers) =
             if in_memory { (p.clone(), false) } else { (connect_pool(settings, "readers", statements.clone()).await?, true) };
+        let checkpointer = (!in_memory).then(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            tokio::spawn(crate::checkpoint::run(settings.url.expose().to_owned(), stop.clone()));
+            stop
+        });
         let primary_settings = Arc::new(writer);
-        Ok(Self { primary: p, replica: r, replica_state: None, local_readers, backend: Backend::Sqlite, statements, primary_settings })
+        Ok(Self {
+            primary: p,
+            replica: r,
+            replica_state: None,
+            local_readers,
+            backend: Backend::Sqlite,
+            statements,
+            primary_settings,
+            checkpointer,
+        })
     }
 
     /// A copy whose writes and consistent reads go through a pool of `connections` of its
@@ -169,6 +195,9 @@ impl Db {
     }
 
     pub async fn close(self) {
+        if let Some(stop) = &self.checkpointer {
+            stop.store(true, Ordering::Relaxed);
+        }
         let _ = self.replica.close_by_ref().await;
         let _ = self.primary.close_by_ref().await;
     }
@@ -210,6 +239,8 @@ async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[Ato
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(busy)
+                    // The checkpointer keeps the WAL short; the writer checkpoints only if it fails.
+                    .pragma("wal_autocheckpoint", crate::checkpoint::WRITER_BACKSTOP_PAGES.to_string())
             });
         }
     }

@@ -2,6 +2,7 @@
 //! on SQLite and PostgreSQL, and the table entities.
 
 pub mod batch;
+mod checkpoint;
 pub mod db;
 pub mod entities;
 pub mod migrations;

@@ -170,3 +170,37 @@ async fn ready_waits_for_migrations() {
     app.state.db.migrate().await.unwrap();
     assert_eq!(app.get("/ready", None).await.status(), StatusCode::OK);
 }
+
+/// SQLite: the WAL is copied back into the database file by the checkpointer's connection,
+/// not by the one writer (whose own automatic checkpoint only starts at 16,384 pages, far
+/// beyond what this test writes): the file on disk catches up with every committed page.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_beside_the_writer() {
+    if pg_base().is_some() {
+        return; // PostgreSQL manages its own WAL; the SQLite run covers this.
+    }
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::spawn_with(|c| c.seed_on_startup = Some(true)).await;
+    let file = app.dir.path().join("valuva.db");
+    let conn = app.state.db.current();
+    let pragma = |name: &str| {
+        let sql = format!("SELECT {name} AS n FROM pragma_{name}");
+        async move {
+            let row = conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap().unwrap();
+            row.try_get::<i64>("", "n").unwrap() as u64
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // What the readers see (through the WAL) against what the file itself holds.
+        let committed = pragma("page_count").await * pragma("page_size").await;
+        let on_disk = std::fs::metadata(&file).unwrap().len();
+        if on_disk == committed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "database file {on_disk} bytes, committed {committed}: never checkpointed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(text.contains("valuva_sqlite_wal_frames"), "{text}");
+}
