@@ -256,11 +256,19 @@ impl OrderService {
             created_at: now,
             updated_at: now,
         };
-        let mut row = orders::ActiveModel::from(order.clone());
-        if preset_number.is_none() {
-            row.number = NotSet;
+        // The rest of the order's rows go in one batch (one statement on PostgreSQL), which the
+        // caller completes with the idempotency key and runs. A preset number (SQLite) lets the
+        // order row lead the batch: one hand-off to the writer less.
+        let mut writes = Inserts::new();
+        match preset_number {
+            Some(_) => {
+                writes.add(orders::Entity::insert(orders::ActiveModel::from(order.clone())));
+            }
+            None => {
+                let row = orders::ActiveModel { number: NotSet, ..order.clone().into() };
+                order.number = orders::Entity::insert(row).exec_with_returning(tx).await?.number;
+            }
         }
-        order.number = orders::Entity::insert(row).exec_with_returning(tx).await?.number;
         let order_lines: Vec<order_lines::Model> = lines
             .iter()
             .map(|l| order_lines::Model {
@@ -275,9 +283,6 @@ impl OrderService {
                 restocked_quantity: 0,
             })
             .collect();
-        // The rest of the order's rows go in one batch (one statement on PostgreSQL), which the
-        // caller completes with the idempotency key and runs.
-        let mut writes = Inserts::new();
         writes.add(order_lines::Entity::insert_many(order_lines.iter().cloned().map(order_lines::ActiveModel::from)));
         let movements = lines.iter().zip(&stock_after).map(|(l, after)| Movement {
             variant_id: l.variant.variant_id,
