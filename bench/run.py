@@ -9,6 +9,7 @@ usage: python3 bench/run.py [--backend sqlite|postgres|both] [--products 100000]
 Single-request scenarios use wrk (installed from Debian's packages if missing); the multi-request
 flows (checkout, contention, mixed) use bench/loadgen. --smoke: a few seconds per scenario on a
 small data set with the debug build, no targets checked (run by .ci/run so the harness never rots).
+BENCH_BINARY: the server binary to run instead of the one just built (to compare two builds).
 PostgreSQL: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test) creates a scratch
 database; BENCH_REDIS_URL (default redis://127.0.0.1:6379) is used with a key prefix of its own.
 """
@@ -43,7 +44,8 @@ if not shutil.which("wrk"):
     subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
 build = ["cargo", "build", "-p", "valuva", "-p", "valuva-loadgen"] + ([] if args.smoke else ["--release"])
 subprocess.run(build, cwd=root, check=True)
-binary = os.path.join(target, profile, "valuva")
+# BENCH_BINARY: run another build of the server (an A/B of two commits) with this harness.
+binary = os.environ.get("BENCH_BINARY") or os.path.join(target, profile, "valuva")
 loadgen = os.path.join(target, profile, "valuva-loadgen")
 
 # The contention scenario's variant: every user buys it, from the first second (no warm-up),
