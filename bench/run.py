@@ -44,7 +44,6 @@ if not shutil.which("wrk"):
     subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
 build = ["cargo", "build", "-p", "valuva", "-p", "valuva-loadgen"] + ([] if args.smoke else ["--release"])
 subprocess.run(build, cwd=root, check=True)
-# BENCH_BINARY: run another build of the server (an A/B of two commits) with this harness.
 binary = os.environ.get("BENCH_BINARY") or os.path.join(target, profile, "valuva")
 loadgen = os.path.join(target, profile, "valuva-loadgen")
 

@@ -37,19 +37,19 @@ pub(crate) async fn run(url: String, stop: Arc<AtomicBool>) {
         if stop.load(Ordering::Relaxed) || Arc::strong_count(&stop) == 1 {
             break;
         }
-        if conn.is_none() {
-            conn = match connect(&url).await {
-                Ok(c) => Some(c),
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match connect(&url).await {
+                Ok(c) => conn.insert(c),
                 Err(error) => {
                     tracing::warn!(%error, "WAL checkpointer cannot open the database");
                     continue;
                 }
-            };
-        }
-        let Some(c) = conn.as_mut() else { continue };
+            },
+        };
         // (busy, frames in the WAL, frames copied back); busy = 1 when a reader's snapshot or
         // another checkpoint stopped it short, which the next tick catches up on.
-        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *c).await {
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(c).await {
             Ok((_, frames, _)) => metrics::gauge!("valuva_sqlite_wal_frames").set(frames as f64),
             Err(error) => {
                 tracing::warn!(%error, "WAL checkpoint failed");

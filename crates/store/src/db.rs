@@ -66,7 +66,7 @@ impl Db {
             backend: primary.backend,
             statements,
             primary_settings,
-            checkpointer: None,
+            checkpointer: start_checkpointer(primary),
         })
     }
 
@@ -80,14 +80,9 @@ impl Db {
     async fn connect_sqlite(settings: &DatabaseSettings, statements: Arc<[AtomicU64; 2]>) -> Result<Self, StoreError> {
         let writer = DatabaseSettings { max_connections: 1, min_connections: 1, ..settings.clone() };
         let p = connect_pool(&writer, "primary", statements.clone()).await?;
-        let in_memory = settings.url.expose().contains(":memory:") || settings.url.expose().contains("mode=memory");
         let (r, local_readers) =
-            if in_memory { (p.clone(), false) } else { (connect_pool(settings, "readers", statements.clone()).await?, true) };
-        let checkpointer = (!in_memory).then(|| {
-            let stop = Arc::new(AtomicBool::new(false));
-            tokio::spawn(crate::checkpoint::run(settings.url.expose().to_owned(), stop.clone()));
-            stop
-        });
+            if is_in_memory(settings) { (p.clone(), false) } else { (connect_pool(settings, "readers", statements.clone()).await?, true) };
+        let checkpointer = start_checkpointer(settings);
         let primary_settings = Arc::new(writer);
         Ok(Self {
             primary: p,
@@ -205,6 +200,21 @@ impl Db {
     pub async fn execute_raw(&self, sql: &str) -> Result<(), DbErr> {
         self.primary.execute_unprepared(sql).await.map(|_| ())
     }
+}
+
+fn is_in_memory(s: &DatabaseSettings) -> bool {
+    s.url.expose().contains(":memory:") || s.url.expose().contains("mode=memory")
+}
+
+/// A SQLite file's writer leaves checkpoints to [`crate::checkpoint`] (see `connect_pool`),
+/// so every such primary starts one; `None` elsewhere (an in-memory database has no WAL).
+fn start_checkpointer(primary: &DatabaseSettings) -> Option<Arc<AtomicBool>> {
+    if primary.backend != Backend::Sqlite || is_in_memory(primary) {
+        return None;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(crate::checkpoint::run(primary.url.expose().to_owned(), stop.clone()));
+    Some(stop)
 }
 
 async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[AtomicU64; 2]>) -> Result<DatabaseConnection, StoreError> {
