@@ -37,6 +37,10 @@ pub struct Db {
     primary_settings: Arc<DatabaseSettings>,
     /// SQLite file: set to stop the WAL checkpointer ([`crate::checkpoint`]).
     checkpointer: Option<Arc<AtomicBool>>,
+    /// SQLite: where work holding the one writer runs ([`Self::writing`]).
+    lane: Option<Arc<crate::lane::Lane>>,
+    /// SQLite: commits single writes in groups ([`Self::write`]).
+    committer: Option<crate::group::Committer>,
 }
 
 impl Db {
@@ -67,6 +71,8 @@ impl Db {
             statements,
             primary_settings,
             checkpointer: start_checkpointer(primary),
+            lane: None,
+            committer: None,
         })
     }
 
@@ -83,6 +89,8 @@ impl Db {
         let (r, local_readers) =
             if is_in_memory(settings) { (p.clone(), false) } else { (connect_pool(settings, "readers", statements.clone()).await?, true) };
         let checkpointer = start_checkpointer(settings);
+        let lane = crate::lane::Lane::start().map_err(StoreError::Connect)?;
+        let committer = Some(crate::group::Committer::start(&lane, p.clone()));
         let primary_settings = Arc::new(writer);
         Ok(Self {
             primary: p,
@@ -93,6 +101,8 @@ impl Db {
             statements,
             primary_settings,
             checkpointer,
+            lane: Some(lane),
+            committer,
         })
     }
 
@@ -152,6 +162,26 @@ impl Db {
     /// leave the one writer connection to writers; elsewhere the primary.
     pub fn current(&self) -> &DatabaseConnection {
         if self.local_readers { &self.replica } else { &self.primary }
+    }
+
+    /// Runs `job`, which writes, where that is quickest: on SQLite on the writer lane (see
+    /// [`crate::lane`]: it holds the one writer connection for the least time there),
+    /// elsewhere right here. `Err` only when the lane has stopped (the database is closing).
+    pub async fn writing<T: Send + 'static>(&self, job: impl Future<Output = T> + Send + 'static) -> Result<T, DbErr> {
+        match &self.lane {
+            Some(lane) => lane.run(job).await,
+            None => Ok(job.await),
+        }
+    }
+
+    /// One write on its own (a statement, or a string of them run as one): on SQLite it commits
+    /// together with the other such writes queued at the moment ([`crate::group`]); elsewhere
+    /// it runs at once on the primary. Either way it has committed when this returns.
+    pub async fn write(&self, write: crate::group::Write) -> Result<crate::group::Written, DbErr> {
+        match &self.committer {
+            Some(c) => c.write(write).await,
+            None => write.run(&self.primary).await,
+        }
     }
 
     /// A read-write transaction. SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up front

@@ -5,12 +5,15 @@ pub mod batch;
 mod checkpoint;
 pub mod db;
 pub mod entities;
+pub mod group;
+mod lane;
 pub mod migrations;
 pub mod replica;
 pub mod search;
 
 pub use batch::Inserts;
 pub use db::{Db, StoreError, is_unique_violation};
+pub use group::{Write, Written};
 pub use platform::config::Backend;
 pub use replica::{Reader, with_primary_reads};
 pub use sea_orm;

@@ -147,7 +147,7 @@ impl CartService {
         let change = Change::plan(&cart, &lines, variant, quantity)?;
         let new_item = domain::new_id();
         let (item, variant, quantity_after) = change.line(&lines, new_item);
-        match versioned::write(self.db.primary(), id, cart.version, item, variant, quantity_after).await? {
+        match versioned::write(&self.db, id, cart.version, item, variant, quantity_after).await? {
             Some(stamp) => {
                 cart.updated_at = stamp;
                 cart.version += 1;

@@ -14,12 +14,12 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::{Address, AddressInput, Availability, Currency, Email};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Select, Set, UpdateMany,
+    QueryResult, QuerySelect, QueryTrait, RelationTrait, Select, Set, Statement, UpdateMany,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
 use store::{
-    Db,
+    Db, Write, Written,
     entities::{cart_items, carts, products, variants},
 };
 use utoipa::ToSchema;
@@ -151,6 +151,12 @@ fn now_micros() -> DateTime<Utc> {
     Utc::now().duration_trunc(TimeDelta::microseconds(1)).unwrap_or_else(|_| Utc::now())
 }
 
+/// The cart row an update returned; 404 when it matched none.
+fn updated_cart(rows: Vec<QueryResult>) -> ServiceResult<carts::Model> {
+    let row = rows.first().ok_or(ServiceError::not_found("cart"))?;
+    Ok(carts::Model::from_query_result(row, "")?)
+}
+
 fn address_json(a: &Address) -> serde_json::Value {
     serde_json::json!({
         "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
@@ -171,21 +177,21 @@ impl CartService {
     pub async fn create(&self, user: Option<Uuid>, currency: Option<&str>) -> ServiceResult<CartView> {
         let currency = Currency::parse(currency.unwrap_or("EUR")).map_err(|e| ServiceError::field("currency", e.0))?;
         let (token, token_hash) = new_secret_token();
-        let now = Utc::now();
-        let cart = carts::ActiveModel {
-            id: Set(domain::new_id()),
-            token_hash: Set(token_hash),
-            user_id: Set(user),
-            currency: Set(currency.code().to_owned()),
-            email: Set(None),
-            shipping_address: Set(None),
-            status: Set("active".into()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            version: Set(0),
-        }
-        .insert(self.db.primary())
-        .await?;
+        let now = now_micros();
+        let cart = carts::Model {
+            id: domain::new_id(),
+            token_hash,
+            user_id: user,
+            currency: currency.code().to_owned(),
+            email: None,
+            shipping_address: None,
+            status: "active".into(),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        };
+        let insert = carts::Entity::insert(carts::ActiveModel::from(cart.clone())).build(self.db.primary().get_database_backend());
+        self.db.write(Write::Count(insert)).await?;
         let mut view = self.render(cart, Vec::new());
         view.token = Some(token);
         Ok(view)
@@ -229,17 +235,21 @@ impl CartService {
         access: &CartAccess,
         status: &str,
     ) -> ServiceResult<carts::Model> {
+        let rows = conn.query_all_raw(self.open_update(update, id, access, status)?).await?;
+        updated_cart(rows)
+    }
+
+    /// The statement of [`Self::update_open`].
+    fn open_update(&self, update: UpdateMany<carts::Entity>, id: Uuid, access: &CartAccess, status: &str) -> ServiceResult<Statement> {
         let now = now_micros();
-        update
+        let mut update = update
             .col_expr(carts::Column::UpdatedAt, Expr::value(now))
             .col_expr(carts::Column::Status, Expr::value(status))
             .col_expr(carts::Column::Version, Expr::col(carts::Column::Version).add(1))
             .filter(carts::Column::Id.eq(id))
             .filter(self.open_and_reachable(access, now)?)
-            .exec_with_returning(conn)
-            .await?
-            .pop()
-            .ok_or(ServiceError::not_found("cart"))
+            .into_query();
+        Ok(self.db.primary().get_database_backend().build(update.returning_all()))
     }
 
     pub async fn get(&self, id: Uuid, access: &CartAccess) -> ServiceResult<CartView> {
@@ -268,7 +278,10 @@ impl CartService {
         if let Some(a) = address {
             update = update.col_expr(carts::Column::ShippingAddress, Expr::value(address_json(&a).to_string()));
         }
-        let cart = self.update_open(self.db.primary(), update, id, access, "active").await?;
+        // A write on its own: on SQLite it commits in a group with others (`store::group`).
+        let written = self.db.write(Write::Rows(self.open_update(update, id, access, "active")?)).await?;
+        let Written::Rows(rows) = written else { return Err(ServiceError::internal("a cart update returned no rows")) };
+        let cart = updated_cart(rows)?;
         self.view_of(self.db.current(), cart).await
     }
 

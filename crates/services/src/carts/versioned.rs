@@ -12,7 +12,7 @@ use super::{CartAccess, LineVariant, PricedLine, reachable_by};
 use crate::{ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
-use store::entities::carts;
+use store::{Db, Write, Written, entities::carts};
 use uuid::Uuid;
 
 /// Portable SQL: the wanted variant joins the cart's variant ids, so the cart comes back (with
@@ -85,8 +85,8 @@ pub(super) async fn read<C: ConnectionTrait>(
 /// Sets the cart's line `item` (for `variant`) to `quantity`, creating it if needed, provided
 /// the cart is still at version `seen`. The cart's new `updated_at`, or `None` when the cart
 /// changed (or closed) since it was read and nothing was written.
-pub(super) async fn write<C: ConnectionTrait>(
-    conn: &C,
+pub(super) async fn write(
+    db: &Db,
     cart: Uuid,
     seen: i64,
     item: Uuid,
@@ -94,7 +94,7 @@ pub(super) async fn write<C: ConnectionTrait>(
     quantity: i32,
 ) -> ServiceResult<Option<DateTime<Utc>>> {
     let now = super::now_micros();
-    let backend = conn.get_database_backend();
+    let backend = db.primary().get_database_backend();
     let values: [sea_orm::Value; 6] = [cart.into(), now.into(), seen.into(), item.into(), variant.into(), quantity.into()];
     // A line for this variant that appeared without the cart's version moving (a login
     // merge): the first one won.
@@ -105,11 +105,14 @@ pub(super) async fn write<C: ConnectionTrait>(
             e.into()
         }
     };
-    if backend == DbBackend::Sqlite {
-        let done = conn.execute_raw(Statement::from_sql_and_values(backend, WRITE_SQLITE, values)).await.map_err(concurrent)?;
+    // A write on its own: on SQLite it commits in a group with others (`store::group`).
+    let write = match backend {
+        DbBackend::Sqlite => Write::Count(Statement::from_sql_and_values(backend, WRITE_SQLITE, values)),
+        _ => Write::Rows(Statement::from_sql_and_values(backend, WRITE_POSTGRES, values)),
+    };
+    Ok(match db.write(write).await.map_err(concurrent)? {
         // Rows changed by both statements: the line and the cart's version.
-        return Ok((done.rows_affected() == 2).then_some(now));
-    }
-    let row = conn.query_one_raw(Statement::from_sql_and_values(backend, WRITE_POSTGRES, values)).await.map_err(concurrent)?;
-    Ok(row.map(|_| now))
+        Written::Count(changed) => (changed == 2).then_some(now),
+        Written::Rows(rows) => (!rows.is_empty()).then_some(now),
+    })
 }

@@ -98,27 +98,30 @@ impl OrderService {
         let key_record = idempotency::Recorded::new(scope, key.clone(), &request)?;
         // Read before the transaction, which then holds its locks (on SQLite: the one writer)
         // for fewer statements.
-        let rates = &self.shipping.table().await?;
+        let rates = self.shipping.table().await?;
         // The order, its reservation and the key with its response (payment still pending)
         // commit together: from here on a replay returns this order, whatever happens next. A
         // replay, or a duplicate sent while the first was running, fails in here (the cart is
         // converted), and the key then answers it.
-        let placed = with_retry(|| async {
-            let tx = self.db.begin().await?;
-            let (order, moves, mut writes) = self.place_order(&tx, meta, access, &req, &provider_name, rates).await?;
-            let response = CheckoutResponse {
-                order,
-                payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
-            };
-            key_record.stage(&mut writes, 201, &response)?;
-            writes.run(&tx).await.map_err(|e| {
-                // Every other row of the batch has a fresh id: the key is taken.
-                if store::is_unique_violation(&e) { idempotency::in_progress() } else { e.into() }
-            })?;
-            tx.commit().await?;
-            Ok((response, moves))
-        })
-        .await;
+        let (this, meta, access, key_record) = (self.clone(), meta.clone(), access.clone(), key_record);
+        let payment = PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None };
+        let placing = self.db.writing(async move {
+            let placed = with_retry(|| async {
+                let tx = this.db.begin().await?;
+                let (order, moves, mut writes) = this.place_order(&tx, &meta, &access, &req, &provider_name, &rates).await?;
+                let response = CheckoutResponse { order, payment: payment.clone() };
+                key_record.stage(&mut writes, 201, &response)?;
+                writes.run(&tx).await.map_err(|e| {
+                    // Every other row of the batch has a fresh id: the key is taken.
+                    if store::is_unique_violation(&e) { idempotency::in_progress() } else { e.into() }
+                })?;
+                tx.commit().await?;
+                Ok((response, moves))
+            })
+            .await;
+            (placed, key_record)
+        });
+        let (placed, key_record) = placing.await?;
         let (response, moves) = match placed {
             Ok(placed) => placed,
             Err(e) => return key_record.replay(&self.db).await?.ok_or(e),

@@ -31,3 +31,4 @@ mod shopify;
 mod shutdown;
 mod stripe;
 mod uploads;
+mod writes;
