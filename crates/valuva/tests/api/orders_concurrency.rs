@@ -145,3 +145,49 @@ async fn concurrent_adds_to_one_cart_lose_no_units_and_no_lines() {
     }
     assert_eq!(view["subtotal"]["amount"], 100 * 40);
 }
+
+/// A line added while the cart is being checked out is either in the order or refused: never
+/// accepted and then missing (checkout reads the lines only once it holds the cart's lock, and
+/// a line write that finds the cart converted writes nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_line_added_during_checkout_is_in_the_order_or_refused() {
+    let app = Arc::new(TestApp::spawn().await);
+    let shop = shop(&app).await;
+    let (a, b) = (variant(&app, &shop, 100, 1000).await, variant(&app, &shop, 250, 1000).await);
+    let (mut in_order, mut refused) = (0, 0);
+    for _ in 0..30 {
+        let c = Arc::new(cart(&app, &[(&a, 1)]).await);
+        let rate = rate(&app, &c).await;
+        let add = {
+            let (app, c, b) = (app.clone(), c.clone(), b.clone());
+            tokio::spawn(async move {
+                let path = format!("/api/v1/carts/{}/items", c.id);
+                c.req(&app, reqwest::Method::POST, &path)
+                    .json(&serde_json::json!({"variant_id": b, "quantity": 1}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        };
+        let res = checkout_with(&app, &c, &rate, &uuid::Uuid::now_v7().to_string()).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let order: Value = res.json().await.unwrap();
+        let added = add.await.unwrap();
+        let lines = order["order"]["items"].as_array().unwrap().len();
+        match added {
+            StatusCode::OK => {
+                // Accepted before the cart closed: then it was a line of the cart checked out.
+                assert_eq!(lines, 2, "{order}");
+                assert_eq!(order["order"]["subtotal"]["amount"], 350);
+                in_order += 1;
+            }
+            s => {
+                assert!(s.is_client_error(), "{s}");
+                assert_eq!(lines, 1, "{order}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(in_order + refused, 30);
+}
