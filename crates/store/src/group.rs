@@ -126,6 +126,11 @@ async fn commit(writer: &DatabaseConnection, mut group: Vec<Queued>) {
                     fail_all(group, &rollback);
                     return;
                 }
+                // Busy (another process holds the file's write lock past the busy timeout) is
+                // the group's condition, not this write's: the rest would only wait for it in turn.
+                if crate::db::is_retryable(&e) {
+                    return fail_all(group, &e);
+                }
                 let (_, reply) = group.remove(i);
                 let _ = reply.send(Err(e));
             }
@@ -133,7 +138,7 @@ async fn commit(writer: &DatabaseConnection, mut group: Vec<Queued>) {
     }
 }
 
-/// A failure of the group as a whole (BEGIN, COMMIT): every writer hears it.
+/// A failure of the group as a whole (BEGIN, COMMIT, a busy file): every writer hears it.
 fn fail_all(group: Vec<Queued>, e: &DbErr) {
     tracing::error!(error = %e, writes = group.len(), "a group of SQLite writes failed");
     for (_, reply) in group {
