@@ -178,7 +178,7 @@ def cpu_shares(before, after):
 def drop_redis_prefix(url, prefix):
     if not url:
         return
-    keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern", f"{prefix}:*"], capture_output=True, text=True).stdout.split()
+    keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern", f"{prefix}:*"], capture_output=True, text=True).stdout.splitlines()
     for i in range(0, len(keys), 500):
         subprocess.run(["redis-cli", "-u", url, "DEL", *keys[i:i + 500]], capture_output=True)
 
