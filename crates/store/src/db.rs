@@ -199,11 +199,7 @@ impl Db {
     }
 
     fn tx_options(&self, isolation_level: Option<sea_orm::IsolationLevel>) -> TransactionOptions {
-        TransactionOptions {
-            isolation_level,
-            access_mode: None,
-            sqlite_transaction_mode: (self.backend == Backend::Sqlite).then_some(sea_orm::SqliteTransactionMode::Immediate),
-        }
+        write_tx_options(self.backend, isolation_level)
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -229,6 +225,15 @@ impl Db {
 
     pub async fn execute_raw(&self, sql: &str) -> Result<(), DbErr> {
         self.primary.execute_unprepared(sql).await.map(|_| ())
+    }
+}
+
+/// A write transaction's options: on SQLite `BEGIN IMMEDIATE` (see [`Db::begin`]).
+pub(crate) fn write_tx_options(backend: Backend, isolation_level: Option<sea_orm::IsolationLevel>) -> TransactionOptions {
+    TransactionOptions {
+        isolation_level,
+        access_mode: None,
+        sqlite_transaction_mode: (backend == Backend::Sqlite).then_some(sea_orm::SqliteTransactionMode::Immediate),
     }
 }
 

@@ -14,9 +14,7 @@
 //! others run again as a new group (they had not happened). Written by hand: no crate batches
 //! writes of an ORM's connection this way.
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Statement, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
 /// Writes run per transaction at most: a bound on how long the first of them waits.
@@ -94,25 +92,14 @@ async fn commit(writer: &DatabaseConnection, mut group: Vec<Queued>) {
         let _ = reply.send(write.run(writer).await);
         return;
     }
-    let options = TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
     while !group.is_empty() {
+        let options = crate::db::write_tx_options(platform::config::Backend::Sqlite, None);
         let tx = match writer.begin_with_options(options).await {
             Ok(tx) => tx,
             Err(e) => return fail_all(group, &e),
         };
-        let mut done = Vec::with_capacity(group.len());
-        let mut failed = None;
-        for (i, (write, _)) in group.iter().enumerate() {
-            match write.run(&tx).await {
-                Ok(w) => done.push(w),
-                Err(e) => {
-                    failed = Some((i, e));
-                    break;
-                }
-            }
-        }
-        match failed {
-            None => {
+        let (i, e) = match run_all(&tx, &group).await {
+            Ok(done) => {
                 match tx.commit().await {
                     Ok(()) => group.into_iter().zip(done).for_each(|((_, reply), w)| {
                         let _ = reply.send(Ok(w));
@@ -121,21 +108,28 @@ async fn commit(writer: &DatabaseConnection, mut group: Vec<Queued>) {
                 }
                 return;
             }
-            Some((i, e)) => {
-                if let Err(rollback) = tx.rollback().await {
-                    fail_all(group, &rollback);
-                    return;
-                }
-                // Busy (another process holds the file's write lock past the busy timeout) is
-                // the group's condition, not this write's: the rest would only wait for it in turn.
-                if crate::db::is_retryable(&e) {
-                    return fail_all(group, &e);
-                }
-                let (_, reply) = group.remove(i);
-                let _ = reply.send(Err(e));
-            }
+            Err(failed) => failed,
+        };
+        if let Err(rollback) = tx.rollback().await {
+            return fail_all(group, &rollback);
         }
+        // Busy (another process holds the file's write lock past the busy timeout) is the
+        // group's condition, not this write's: the rest would only wait for it in turn.
+        if crate::db::is_retryable(&e) {
+            return fail_all(group, &e);
+        }
+        let (_, reply) = group.remove(i);
+        let _ = reply.send(Err(e));
     }
+}
+
+/// Every write of `group` in `tx`, in order; the first failure stops them, with its index.
+async fn run_all(tx: &DatabaseTransaction, group: &[Queued]) -> Result<Vec<Written>, (usize, DbErr)> {
+    let mut done = Vec::with_capacity(group.len());
+    for (i, (write, _)) in group.iter().enumerate() {
+        done.push(write.run(tx).await.map_err(|e| (i, e))?);
+    }
+    Ok(done)
 }
 
 /// A failure of the group as a whole (BEGIN, COMMIT, a busy file): every writer hears it.

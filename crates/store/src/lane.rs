@@ -25,7 +25,8 @@ pub(crate) struct Lane {
 
 impl Lane {
     pub(crate) fn start() -> Result<Arc<Self>, DbErr> {
-        let rt = runtime::Builder::new_current_thread().enable_all().build().map_err(|e| DbErr::Custom(format!("writer lane: {e}")))?;
+        let failed = |e: std::io::Error| DbErr::Custom(format!("writer lane: {e}"));
+        let rt = runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
         let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -37,7 +38,7 @@ impl Lane {
                 });
                 rt.shutdown_background();
             })
-            .map_err(|e| DbErr::Custom(format!("writer lane: {e}")))?;
+            .map_err(failed)?;
         Ok(Arc::new(Self { handle, _stop: stop }))
     }
 
