@@ -1,4 +1,3 @@
-use futures_util::future::BoxFuture;
 use platform::config::{Backend, DatabaseSettings};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqlErr, TransactionOptions,
@@ -38,9 +37,9 @@ pub struct Db {
     primary_settings: Arc<DatabaseSettings>,
     /// SQLite file: set to stop the WAL checkpointer ([`crate::checkpoint`]).
     checkpointer: Option<Arc<AtomicBool>>,
-    /// SQLite: the thread the committer runs on, kept for as long as any copy lives.
-    _lane: Option<Arc<crate::lane::Lane>>,
-    /// SQLite: commits single writes and transactions in groups ([`Self::write`], [`Self::transact`]).
+    /// SQLite: where work holding the one writer runs ([`Self::writing`]).
+    lane: Option<Arc<crate::lane::Lane>>,
+    /// SQLite: commits single writes in groups ([`Self::write`]).
     committer: Option<crate::group::Committer>,
 }
 
@@ -72,7 +71,7 @@ impl Db {
             statements,
             primary_settings,
             checkpointer: start_checkpointer(primary),
-            _lane: None,
+            lane: None,
             committer: None,
         })
     }
@@ -102,7 +101,7 @@ impl Db {
             statements,
             primary_settings,
             checkpointer,
-            _lane: Some(lane),
+            lane: Some(lane),
             committer,
         })
     }
@@ -165,26 +164,14 @@ impl Db {
         if self.local_readers { &self.replica } else { &self.primary }
     }
 
-    /// Runs `work(&state, tx)` in a write transaction ([`Self::begin`]) and commits it when
-    /// the work returns `Ok`; an `Err` rolls back everything it did. On SQLite it joins the
-    /// group of writes queued at the moment on the writer lane, in a savepoint of its own
-    /// unless it runs first ([`crate::group`]), and may run more than once there (each time
-    /// from the start) when the group is rolled back before it commits: `work` must not have
-    /// effects outside the transaction. Either way it has committed when this returns `Ok`.
-    pub async fn transact<S, W, T, E>(&self, state: S, work: W) -> Result<T, E>
-    where
-        S: Send + Sync + 'static,
-        W: for<'t> Fn(&'t S, &'t DatabaseTransaction) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
-        T: Send + 'static,
-        E: From<DbErr> + Send + 'static,
-    {
-        if let Some(c) = &self.committer {
-            return c.transact(state, work).await?;
+    /// Runs `job`, which writes, where that is quickest: on SQLite on the writer lane (see
+    /// [`crate::lane`]: it holds the one writer connection for the least time there),
+    /// elsewhere right here. `Err` only when the lane has stopped (the database is closing).
+    pub async fn writing<T: Send + 'static>(&self, job: impl Future<Output = T> + Send + 'static) -> Result<T, DbErr> {
+        match &self.lane {
+            Some(lane) => lane.run(job).await,
+            None => Ok(job.await),
         }
-        let tx = self.begin().await?;
-        let out = work(&state, &tx).await?;
-        tx.commit().await?;
-        Ok(out)
     }
 
     /// One write on its own (a statement, or a string of them run as one): on SQLite it commits

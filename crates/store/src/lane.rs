@@ -6,10 +6,9 @@
 //! thread, which wakes the waiting task through the request runtime's shared queue, and under
 //! load that task then waits behind every request already queued there; so does the task sqlx
 //! spawns to hand the connection back (its ping included), and the next writer woken to take
-//! it. The group committer ([`crate::group`]), through which single writes and checkout's
-//! transaction reach the writer, runs on the lane and waits for nothing but the database: the
-//! lane's thread runs nothing else. Its work is also never cancelled half-way when a client
-//! hangs up.
+//! it. Work run on the lane waits for nothing but the database: the lane's thread runs nothing
+//! else. It is also never cancelled half-way when a client hangs up: a spawned task runs to
+//! its end.
 //!
 //! Written by hand: a current-thread tokio runtime on a named thread is all it takes.
 
@@ -43,8 +42,17 @@ impl Lane {
         Ok(Arc::new(Self { handle, _stop: stop }))
     }
 
-    /// Starts `task` on the lane.
+    /// Starts `task` on the lane, running beside the jobs.
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.handle.spawn(task);
+    }
+
+    /// Runs `job` on the lane and waits for its result. A panic in it resumes here.
+    pub(crate) async fn run<T: Send + 'static>(&self, job: impl Future<Output = T> + Send + 'static) -> Result<T, DbErr> {
+        match self.handle.spawn(job).await {
+            Ok(out) => Ok(out),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(DbErr::Custom("the writer lane has stopped".into())),
+        }
     }
 }

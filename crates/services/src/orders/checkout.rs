@@ -11,10 +11,9 @@ use crate::{
     shipping::RateTable,
 };
 use domain::{AuditAction, Currency, Money, OrderStatus};
-use futures_util::future::BoxFuture;
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, NotSet, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 use store::{
     Inserts,
     entities::{order_lines, orders, payments, users},
@@ -72,33 +71,6 @@ where
     }
 }
 
-/// What checkout's transaction works from: it may run more than once (see [`place`]).
-struct Placing {
-    orders: OrderService,
-    meta: RequestMeta,
-    access: CartAccess,
-    req: CheckoutRequest,
-    provider: String,
-    rates: RateTable,
-    key: idempotency::Recorded,
-    payment: PaymentView,
-}
-
-/// Checkout's transaction, run by [`store::Db::transact`]: on SQLite as part of a group commit,
-/// which runs it again from the start if the group is rolled back before committing.
-fn place<'t>(p: &'t Arc<Placing>, tx: &'t DatabaseTransaction) -> BoxFuture<'t, ServiceResult<(CheckoutResponse, Vec<StockMove>)>> {
-    Box::pin(async move {
-        let (order, moves, mut writes) = p.orders.place_order(tx, &p.meta, &p.access, &p.req, &p.provider, &p.rates).await?;
-        let response = CheckoutResponse { order, payment: p.payment.clone() };
-        p.key.stage(&mut writes, 201, &response)?;
-        writes.run(tx).await.map_err(|e| {
-            // Every other row of the batch has a fresh id: the key is taken.
-            if store::is_unique_violation(&e) { idempotency::in_progress() } else { e.into() }
-        })?;
-        Ok((response, moves))
-    })
-}
-
 impl OrderService {
     /// Cart → order, in one transaction: the cart is closed, stock for every line is reserved
     /// in one conditional update (lines in variant-id order; a deadlock between crossing
@@ -131,20 +103,28 @@ impl OrderService {
         // commit together: from here on a replay returns this order, whatever happens next. A
         // replay, or a duplicate sent while the first was running, fails in here (the cart is
         // converted), and the key then answers it.
-        let placing = Arc::new(Placing {
-            orders: self.clone(),
-            meta: meta.clone(),
-            access: access.clone(),
-            req,
-            provider: provider_name,
-            rates,
-            key: key_record,
-            payment: PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None },
+        let (this, meta, access, key_record) = (self.clone(), meta.clone(), access.clone(), key_record);
+        let payment = PaymentView { provider: provider.name().into(), status: "pending".into(), client_secret: None };
+        let placing = self.db.writing(async move {
+            let placed = with_retry(|| async {
+                let tx = this.db.begin().await?;
+                let (order, moves, mut writes) = this.place_order(&tx, &meta, &access, &req, &provider_name, &rates).await?;
+                let response = CheckoutResponse { order, payment: payment.clone() };
+                key_record.stage(&mut writes, 201, &response)?;
+                writes.run(&tx).await.map_err(|e| {
+                    // Every other row of the batch has a fresh id: the key is taken.
+                    if store::is_unique_violation(&e) { idempotency::in_progress() } else { e.into() }
+                })?;
+                tx.commit().await?;
+                Ok((response, moves))
+            })
+            .await;
+            (placed, key_record)
         });
-        let placed = with_retry(|| self.db.transact(placing.clone(), place)).await;
+        let (placed, key_record) = placing.await?;
         let (response, moves) = match placed {
             Ok(placed) => placed,
-            Err(e) => return placing.key.replay(&self.db).await?.ok_or(e),
+            Err(e) => return key_record.replay(&self.db).await?.ok_or(e),
         };
         self.catalog.stock_moved(&moves).await;
         metrics::counter!("valuva_orders_total", "event" => "created").increment(1);
@@ -170,7 +150,7 @@ impl OrderService {
             .filter(payments::Column::OrderId.eq(order_id))
             .exec(&tx)
             .await?;
-        placing.key.claim().complete(&tx, 201, &response).await?;
+        key_record.claim().complete(&tx, 201, &response).await?;
         tx.commit().await?;
         Ok(Outcome::Fresh(response))
     }
