@@ -12,6 +12,8 @@ small data set with the debug build, no targets checked (run by .ci/run so the h
 BENCH_BINARY: the server binary to run instead of the one just built (to compare two builds).
 PostgreSQL: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test) creates a scratch
 database; BENCH_REDIS_URL (default redis://127.0.0.1:6379) is used with a key prefix of its own.
+BENCH_PG_SQL: SQL run on that database after seeding, before the server starts (to measure a schema
+or setting change under the same binary: drop an index, ALTER DATABASE ... SET ...).
 """
 import argparse, datetime, json, os, platform, shutil, subprocess, sys, tempfile, threading, time, urllib.parse
 
@@ -77,6 +79,8 @@ def run_backend(backend):
         subprocess.run([binary, "seed", "--products", str(args.products), "--batch", "1000"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run([binary, "admin", "create", "--email", "bench-admin@example.com"], env=env, check=True, stdout=subprocess.DEVNULL)
+        if backend == "postgres" and os.environ.get("BENCH_PG_SQL"):
+            subprocess.run(["psql", env["DATABASE_URL"].split("?")[0], "-qc", os.environ["BENCH_PG_SQL"]], check=True)
         print(f"[{backend}] seeded {args.products} products in {time.time() - t0:.0f} s")
         server = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
         api = lib.Api("127.0.0.1", args.port)
