@@ -13,7 +13,8 @@ BENCH_BINARY: the server binary to run instead of the one just built (to compare
 PostgreSQL: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test) creates a scratch
 database; BENCH_REDIS_URL (default redis://127.0.0.1:6379) is used with a key prefix of its own.
 BENCH_PG_SQL: SQL run on that database after seeding, before the server starts (to measure a schema
-or setting change under the same binary: drop an index, ALTER DATABASE ... SET ...).
+or setting change under the same binary: drop an index, ALTER DATABASE ... SET ...). The JSON report
+records it and the binary that ran under "settings".
 """
 import argparse, datetime, json, os, platform, shutil, subprocess, sys, tempfile, threading, time, urllib.parse
 
@@ -144,7 +145,7 @@ machine = {"cpus": os.cpu_count(), "cpu": lib.cpu_model(), "memory_gb": lib.mem_
 command = "python3 bench/run.py " + " ".join(sys.argv[1:])
 report = {"started": started.isoformat(), "machine": machine, "command": command.strip(),
           "settings": {"products": args.products, "duration_s": args.duration, "warmup_s": args.warmup, "concurrency": args.concurrency,
-                       "profile": profile}, "rows": rows}
+                       "profile": profile, "binary": binary, "pg_sql": os.environ.get("BENCH_PG_SQL") or None}, "rows": rows}
 stamp = started.strftime("%Y%m%dT%H%M%SZ")
 json_path = os.path.join(out_dir, f"{stamp}.json")
 with open(json_path, "w") as f:
