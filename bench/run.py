@@ -64,13 +64,14 @@ def run_backend(backend):
                RATE_LIMIT_ENABLED="false", ACCESS_TOKEN_TTL_SECONDS="7200", VALUVA_ADMIN_PASSWORD="bench admin password")
     pg_admin = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
     dbname = f"valuva_bench_{os.getpid()}_{int(time.time())}"
+    pg_db = pg_admin.rsplit("/", 1)[0] + "/" + dbname
     if backend == "sqlite":
         env["DATABASE_URL"] = f"sqlite://{work}/bench.db"
     else:
         subprocess.run(["psql", pg_admin, "-qc", f"CREATE DATABASE {dbname}"], check=True)
         # Loopback: TLS (which libpq-style clients negotiate by default) would only encrypt
         # traffic that never leaves the machine; profiling showed ~5% of PostgreSQL's CPU in it.
-        env["DATABASE_URL"] = pg_admin.rsplit("/", 1)[0] + "/" + dbname + "?sslmode=disable"
+        env["DATABASE_URL"] = pg_db + "?sslmode=disable"
         env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
         env["REDIS_PREFIX"] = dbname
     server = None
@@ -81,7 +82,7 @@ def run_backend(backend):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run([binary, "admin", "create", "--email", "bench-admin@example.com"], env=env, check=True, stdout=subprocess.DEVNULL)
         if backend == "postgres" and os.environ.get("BENCH_PG_SQL"):
-            subprocess.run(["psql", env["DATABASE_URL"].split("?")[0], "-qc", os.environ["BENCH_PG_SQL"]], check=True)
+            subprocess.run(["psql", pg_db, "-qc", os.environ["BENCH_PG_SQL"]], check=True)
         print(f"[{backend}] seeded {args.products} products in {time.time() - t0:.0f} s")
         server = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
         api = lib.Api("127.0.0.1", args.port)
