@@ -60,7 +60,7 @@ rows, started = [], datetime.datetime.now(datetime.timezone.utc)
 def run_backend(backend):
     work = tempfile.mkdtemp(prefix="valuva-bench-")
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(args.port), LOG_LEVEL="warn", LOG_FORMAT="json", SEED_ON_STARTUP="false",
-               JWT_SECRET="bench-secret-bench-secret-bench-secret", EMAIL_OUTBOX_DIR=os.path.join(work, "outbox"),
+               JWT_SECRET="bench-secret-bench-secret-bench-secret", EMAIL_OUTBOX_DIR=os.environ.get("XP_OUTBOX") or os.path.join(work, "outbox"),
                RATE_LIMIT_ENABLED="false", ACCESS_TOKEN_TTL_SECONDS="7200", VALUVA_ADMIN_PASSWORD="bench admin password")
     pg_admin = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
     dbname = f"valuva_bench_{os.getpid()}_{int(time.time())}"

@@ -85,11 +85,14 @@ impl Db {
     /// connections, so it gets the single connection only.
     async fn connect_sqlite(settings: &DatabaseSettings, statements: Arc<[AtomicU64; 2]>) -> Result<Self, StoreError> {
         let writer = DatabaseSettings { max_connections: 1, min_connections: 1, ..settings.clone() };
-        let p = connect_pool(&writer, "primary", statements.clone()).await?;
+        let lane = crate::lane::Lane::start().map_err(StoreError::Connect)?;
+        // Opened on the lane, so that the connection's thread shares the lane's CPU (see
+        // [`crate::lane`]).
+        let (w, counts) = (writer.clone(), statements.clone());
+        let p = lane.run(async move { connect_pool(&w, "primary", counts).await }).await.map_err(StoreError::Connect)??;
         let (r, local_readers) =
             if is_in_memory(settings) { (p.clone(), false) } else { (connect_pool(settings, "readers", statements.clone()).await?, true) };
         let checkpointer = start_checkpointer(settings);
-        let lane = crate::lane::Lane::start().map_err(StoreError::Connect)?;
         let committer = Some(crate::group::Committer::start(&lane, p.clone()));
         let primary_settings = Arc::new(writer);
         Ok(Self {
@@ -276,7 +279,9 @@ async fn connect_pool(s: &DatabaseSettings, pool: &'static str, counts: Arc<[Ato
             opt.map_sqlx_sqlite_opts(move |o| o.read_only(true).foreign_keys(true).busy_timeout(busy));
         }
         Backend::Sqlite => {
-            opt.test_before_acquire(false);
+            // The one writer connection is never replaced: a file connection does not go
+            // stale, and a new one would be opened off the lane (see `connect_sqlite`).
+            opt.test_before_acquire(false).idle_timeout(None).max_lifetime(None);
             let busy = s.acquire_timeout.max(Duration::from_secs(5));
             opt.map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(true)

@@ -171,6 +171,44 @@ async fn ready_waits_for_migrations() {
     assert_eq!(app.get("/ready", None).await.status(), StatusCode::OK);
 }
 
+/// The CPUs a thread of this process may run on, as Linux lists them (`0-1`, `1`).
+#[cfg(target_os = "linux")]
+fn cpus_of(task: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{task}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|c| c.trim().to_owned())
+}
+
+#[cfg(target_os = "linux")]
+fn sqlite_connection_threads() -> std::collections::HashSet<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap().flatten();
+    let named = |t: &std::fs::DirEntry| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("sqlx-sqlite"));
+    tasks.filter(named).map(|t| t.file_name().to_string_lossy().into_owned()).collect()
+}
+
+/// SQLite: the writer lane runs on one CPU, and the writer connection's thread (opened from the
+/// lane) on the same one, so the statements they hand each other never wake the other CPU.
+/// Fails if the connection is opened anywhere else: no new connection thread would share the
+/// lane's CPU.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_writer_lane_and_connection_share_one_cpu() {
+    if pg_base().is_some() {
+        return; // No lane on PostgreSQL.
+    }
+    let process = cpus_of("self").unwrap();
+    let before = sqlite_connection_threads();
+    let app = TestApp::spawn().await;
+    let lane = app.state.db.writing(async { cpus_of("thread-self").unwrap() }).await.unwrap();
+    if !process.contains(['-', ',']) {
+        assert_eq!(lane, process, "one CPU: nothing to pin");
+        return;
+    }
+    assert!(lane.parse::<usize>().is_ok(), "lane may run on {lane}, process on {process}");
+    let new: Vec<String> = sqlite_connection_threads().difference(&before).filter_map(|t| cpus_of(&format!("self/task/{t}"))).collect();
+    assert!(new.contains(&lane), "no new SQLite connection thread on the lane's CPU {lane}: {new:?}");
+    assert!(new.contains(&process), "the read-only pool's threads stay free to run anywhere: {new:?}");
+}
+
 /// SQLite: the WAL is copied back into the database file by the checkpointer's connection,
 /// not by the one writer (whose own automatic checkpoint only starts at 16,384 pages, far
 /// beyond what this test writes): the file on disk catches up with every committed page.
