@@ -66,6 +66,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(field) = nul_in_json(bytes) {
+        return Err(nul_refused(field));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -83,6 +86,48 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|_| ApiError::bad_request("malformed_json", "trailing characters after the JSON value"))?;
     Ok(value)
+}
+
+/// U+0000 is refused in every text the API takes, before anything is parsed or stored:
+/// PostgreSQL's `text` cannot hold it (the statement fails), SQLite would store it, and no
+/// name, address or note needs it; so both backends answer the same 422.
+fn nul_refused(field: String) -> ApiError {
+    ApiError::validation(vec![FieldError::new(field, "must not contain the NUL character (U+0000)")])
+}
+
+/// Where a JSON body holds U+0000 (in a string or a key), as a field path (`rates[0].name`).
+/// JSON can only write it as the escape `\u0000`, so bodies without one cost a byte scan.
+fn nul_in_json(bytes: &[u8]) -> Option<String> {
+    let mut i = 0;
+    let mut escaped_nul = false;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1..i + 6) == Some(&b"u0000"[..]) {
+                escaped_nul = true;
+                break;
+            }
+            i += 2; // the escaped character, which may itself be a backslash
+        } else {
+            i += 1;
+        }
+    }
+    if !escaped_nul {
+        return None;
+    }
+    // Invalid JSON: the parser reports that instead.
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn find(v: &serde_json::Value, path: String) -> Option<String> {
+        let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(if path.is_empty() { "body".into() } else { path }),
+            serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| find(v, format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => {
+                map.iter().find_map(|(k, v)| if k.contains('\0') { Some(join(&k.replace('\0', ""))) } else { find(v, join(k)) })
+            }
+            _ => None,
+        }
+    }
+    find(&value, String::new())
 }
 
 /// serde names missing and unknown fields in the message, not in the path.
@@ -106,6 +151,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or_default();
+        if let Some((key, _)) = form_urlencoded::parse(q.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(nul_refused(key.replace('\0', "")));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
         serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
             let path = e.path().to_string();
@@ -122,6 +170,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // A request line cannot carry a raw NUL, only `%00`; no resource has one in its name
+        // (and PostgreSQL could not even compare it).
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::not_found());
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Path(p.0)).map_err(|_| ApiError::not_found())
     }
 }
@@ -262,3 +315,22 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// The actor of a request whose bearer token was verified (set by the client middleware).
 #[derive(Clone, Copy)]
 pub struct Verified(pub Actor);
+
+#[cfg(test)]
+mod tests {
+    use super::nul_in_json;
+
+    #[test]
+    fn finds_nul_escapes_by_field_and_ignores_escaped_backslashes() {
+        assert_eq!(nul_in_json(br#"{"name": "a\u0000b"}"#).as_deref(), Some("name"));
+        assert_eq!(nul_in_json(br#"{"rates": [{"name": "x"}, {"name": "\u0000"}]}"#).as_deref(), Some("rates[1].name"));
+        assert_eq!(nul_in_json(br#"{"options": {"a\u0000b": "x"}}"#).as_deref(), Some("options.ab"));
+        assert_eq!(nul_in_json(br#""\u0000""#).as_deref(), Some("body"));
+        // A backslash, then the six characters `u0000`: no NUL.
+        assert_eq!(nul_in_json(br#"{"name": "a\\u0000b"}"#), None);
+        assert_eq!(nul_in_json(br#"{"name": "a\\\u0000b"}"#).as_deref(), Some("name"));
+        assert_eq!(nul_in_json(br#"{"name": "plain"}"#), None);
+        // Not JSON: left to the parser's own error.
+        assert_eq!(nul_in_json(br#"{"name": "\u0000"#), None);
+    }
+}

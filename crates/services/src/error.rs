@@ -87,6 +87,12 @@ impl From<DbErr> for ServiceError {
                 Self::Unavailable { code: "database_unavailable", detail: "the database is unavailable; try again shortly".into() }
             }
             _ if store::db::is_retryable(&e) => Self::Contention(e.to_string()),
+            // A row the request names was deleted meanwhile (or, for a signed token, before
+            // it expired): the caller's reference is stale, nothing broke.
+            _ if store::is_foreign_key_violation(&e) => {
+                tracing::warn!(error = %e, "a write referred to a row that does not exist");
+                Self::conflict("reference_gone", "a record this request refers to no longer exists")
+            }
             _ => Self::Internal(e.to_string()),
         }
     }

@@ -324,6 +324,11 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// A row this write refers to does not exist (any more).
+pub fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_)))
+}
+
 /// PostgreSQL serialization failure (40001) or deadlock (40P01), or SQLite busy: the
 /// transaction did nothing and may simply run again.
 pub fn is_retryable(err: &DbErr) -> bool {

@@ -12,7 +12,7 @@ pub mod replica;
 pub mod search;
 
 pub use batch::Inserts;
-pub use db::{Db, StoreError, is_unique_violation};
+pub use db::{Db, StoreError, is_foreign_key_violation, is_unique_violation};
 pub use group::{Write, Written};
 pub use platform::config::Backend;
 pub use replica::{Reader, with_primary_reads};

@@ -25,6 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AdminProductsQuery {
     /// draft | active | archived
@@ -168,6 +169,7 @@ pub fn outcome_response<T: serde::Serialize>(outcome: Outcome<T>, status: Status
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub limit: Option<i64>,
@@ -216,6 +218,7 @@ pub async fn patch_category(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCategoryQuery {
     /// `reparent`: move sub-categories up to this category's parent.

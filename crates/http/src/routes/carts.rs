@@ -160,6 +160,7 @@ pub async fn checkout(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersQuery {
     pub limit: Option<i64>,

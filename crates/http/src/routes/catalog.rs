@@ -29,6 +29,7 @@ pub async fn category(State(state): State<AppState>, Path(key): Path<String>) ->
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProductsQuery {
     /// Category id or slug; includes its sub-categories.

@@ -6,7 +6,7 @@ use crate::{
     state::AppState,
 };
 use axum::{
-    extract::{Multipart, State},
+    extract::{Multipart, State, multipart::MultipartRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -20,8 +20,12 @@ use services::media::MediaView;
 pub async fn upload(
     staff: Staff,
     State(state): State<AppState>,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, axum::Json<MediaView>), ApiError> {
+    // Its one rejection: the content type is not multipart/form-data (or has no boundary).
+    let mut form = form.map_err(|_| {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the request body must be multipart/form-data")
+    })?;
     let max = state.config.upload_max_bytes;
     let malformed = |e: axum::extract::multipart::MultipartError| ApiError::bad_request("invalid_multipart", e.body_text());
     let mut file = None;

@@ -191,7 +191,14 @@ impl CartService {
             version: 0,
         };
         let insert = carts::Entity::insert(carts::ActiveModel::from(cart.clone())).build(self.db.primary().get_database_backend());
-        self.db.write(Write::Count(insert)).await?;
+        self.db.write(Write::Count(insert)).await.map_err(|e| {
+            // The token is signed and unexpired, but its account has been deleted since.
+            if user.is_some() && store::is_foreign_key_violation(&e) {
+                ServiceError::unauthorized("invalid_token", "the account this token was issued to no longer exists")
+            } else {
+                e.into()
+            }
+        })?;
         let mut view = self.render(cart, Vec::new());
         view.token = Some(token);
         Ok(view)

@@ -186,6 +186,10 @@ impl MediaService {
         let valid = name.split_once('/').is_some_and(|(id, file)| {
             Uuid::parse_str(id).is_ok()
                 && !file.is_empty()
+                // The names given here are short (`original.jpeg`, `w1600.webp`); a longer one
+                // cannot exist, and a local file system refuses names over 255 bytes with an
+                // error of its own rather than "not found".
+                && file.len() <= 32
                 && file.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
                 && !file.starts_with('.')
         });

@@ -327,3 +327,14 @@ async fn review_regressions_stay_fixed() {
     assert_problem(min, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_ledger_ok(&app).await;
 }
+
+/// A signed, unexpired token whose account no longer exists (deleted since it was issued, or a
+/// database restored from an older backup): 401, not the foreign-key failure of the insert.
+#[tokio::test]
+async fn a_token_whose_account_is_gone_cannot_open_a_cart() {
+    let app = TestApp::spawn().await;
+    let token = app.state.identity.tokens().issue_access(uuid::Uuid::now_v7(), domain::Role::Customer).unwrap();
+    let res = app.post("/api/v1/carts", Some(&token), json!({"currency": "EUR"})).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    assert_eq!(app.count("carts").await, 0, "nothing written");
+}

@@ -123,6 +123,10 @@ async fn malformed_bodies_are_4xx_problems_and_change_nothing() {
         let res = send("{\"surprise\": true}".into(), "application/json").await.unwrap();
         let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(body["errors"][0]["field"], "surprise", "{method} {path} names the unknown field");
+        // PostgreSQL text cannot hold U+0000: refused on both backends, naming the field.
+        let res = send("{\"rates\": [{\"name\": \"a\\u0000b\"}]}".into(), "application/json").await.unwrap();
+        let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "rates[0].name", "{method} {path} names the field with a NUL");
     }
     assert_eq!(snapshot(&app).await, before, "rejected requests wrote nothing");
 }
@@ -170,7 +174,13 @@ async fn hostile_query_strings_and_paths() {
         ("/api/v1/admin/audit-logs?action=HACK", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         ("/api/v1/admin/audit-logs?actor=me", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         ("/api/v1/admin/audit-logs?from=yesterday", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        ("/api/v1/admin/audit-logs?cursor=%00%01", StatusCode::BAD_REQUEST, "invalid_cursor"),
+        ("/api/v1/admin/audit-logs?cursor=%01%02", StatusCode::BAD_REQUEST, "invalid_cursor"),
+        ("/api/v1/admin/audit-logs?cursor=%00%01", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/audit-logs?entity_type=a%00", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/admin/jobs?kind=%00", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/products?q=a%00b", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("/api/v1/products/a%00b", StatusCode::NOT_FOUND, "not_found"),
+        ("/api/v1/categories/%00", StatusCode::NOT_FOUND, "not_found"),
         ("/api/v1/admin/audit-logs?entity_id=%27%3B%20DROP%20TABLE%20users%3B--", StatusCode::OK, ""),
         ("/api/v1/admin/users/not-a-uuid", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         ("/api/v1/nowhere", StatusCode::NOT_FOUND, "not_found"),
@@ -280,4 +290,27 @@ async fn probes_and_docs() {
         assert!(paths.contains_key(p), "spec documents {p}");
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    // Each parameter is where the route takes it: path parameters are the template's, the
+    // rest are query parameters.
+    let mut query_params = 0;
+    for (template, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let mut in_path: Vec<&str> = Vec::new();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => in_path.push(name),
+                    "query" => query_params += 1,
+                    "header" => {}
+                    other => panic!("{method} {template}: parameter {name} in {other}"),
+                }
+            }
+            let placeholders: Vec<&str> = template.split('{').skip(1).filter_map(|s| s.split_once('}')).map(|(n, _)| n).collect();
+            in_path.sort_unstable();
+            let mut expected = placeholders.clone();
+            expected.sort_unstable();
+            assert_eq!(in_path, expected, "{method} {template}: path parameters");
+        }
+    }
+    assert!(query_params >= 30, "list endpoints document their query parameters ({query_params})");
 }

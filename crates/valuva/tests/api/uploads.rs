@@ -95,6 +95,11 @@ async fn each_image_type_gets_stripped_original_and_webp_renditions() {
     let stored = app.get(m["url"].as_str().unwrap(), None).await.bytes().await.unwrap();
     assert!(!stored.windows(19).any(|w| w == b"GPS-SECRET-LOCATION"), "EXIF stripped");
     assert!(!stored.windows(4).any(|w| w == b"Exif"));
+    // A stored upload's id with a name longer than a file system takes: 404, not 500.
+    let dir = m["url"].as_str().unwrap().rsplit_once('/').unwrap().0.to_owned();
+    for name in ["A".repeat(33), "A".repeat(256), "w800.webp".repeat(40)] {
+        assert_problem(app.get(&format!("{dir}/{name}"), None).await, StatusCode::NOT_FOUND, "not_found").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +138,15 @@ async fn bad_uploads_are_4xx_and_store_nothing() {
         .unwrap();
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let res = app.post("/api/v1/admin/uploads", Some(&staff), serde_json::json!({})).await;
-    assert!(res.status().is_client_error(), "{}", res.status());
+    assert_problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    let res = app
+        .req(reqwest::Method::POST, "/api/v1/admin/uploads", Some(&staff))
+        .header("content-type", "image/png")
+        .body(picture(ImageFormat::Png, 10, 10))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
     let customer = app.customer_token("c@example.com").await;
     let res = upload(&app, &customer, "a.png", "image/png", picture(ImageFormat::Png, 10, 10)).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
