@@ -121,8 +121,18 @@ impl OrderService {
         let refund_id = domain::new_id();
         let status: &'static str = match source {
             RefundSource::Shop => {
-                let provider =
-                    self.providers.get(&payment.provider).ok_or_else(|| ServiceError::internal("payment provider no longer configured"))?;
+                // Paid through a channel whose money this system does not move (an order paid
+                // in Shopify, or a provider no longer configured): it is refunded there, and
+                // that provider's refund webhook records it here.
+                let provider = self.providers.get(&payment.provider).ok_or_else(|| {
+                    ServiceError::conflict(
+                        "refund_at_provider",
+                        format!(
+                            "this order was paid through {}: refund it there, and its refund notification records it here",
+                            payment.provider
+                        ),
+                    )
+                })?;
                 let currency = Currency::parse(&order.currency).map_err(|e| ServiceError::internal(e.0))?;
                 let money = Money::price(amount, currency).map_err(|e| ServiceError::internal(e.0))?;
                 let key = format!("{}-{}-{amount}", order.id, order.refunded_total);

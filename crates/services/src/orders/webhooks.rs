@@ -1,7 +1,8 @@
 //! Signed provider callbacks. Each event is applied at most once: its id is recorded in the
 //! transaction that applies it (a replay, or the same event reaching two instances at once,
 //! finds it there and changes nothing). An event that fails to apply answers 5xx so the
-//! provider redelivers it (Stripe retries for up to three days).
+//! provider redelivers it (Stripe retries for up to three days); one that never could (ids a
+//! column cannot hold) is a 400.
 
 use super::{
     OrderService,
@@ -45,6 +46,22 @@ fn signature_error(e: SignatureError) -> ServiceError {
         SignatureError::Stale => ServiceError::bad_request("stale_webhook", "the webhook's signed timestamp is too old"),
         _ => ServiceError::bad_request("invalid_signature", "the webhook signature does not verify"),
     }
+}
+
+/// Provider ids and references go into `varchar(255)` columns, and PostgreSQL text holds no
+/// U+0000: a signed event breaking either is malformed (400), not a failure to redeliver.
+fn storable(text: &str) -> ServiceResult<&str> {
+    if text.is_empty() || text.len() > 255 || text.contains('\0') {
+        return Err(ServiceError::bad_request("malformed_event", "an id in the event is empty, over 255 bytes or contains NUL"));
+    }
+    Ok(text)
+}
+
+/// A provider id as a JSON string or a non-negative integer (Shopify sends both).
+fn provider_id(v: &serde_json::Value) -> ServiceResult<String> {
+    let id = v.as_u64().map(|i| i.to_string()).or_else(|| v.as_str().map(str::to_owned)).unwrap_or_default();
+    storable(&id)?;
+    Ok(id)
 }
 
 fn ack(outcome: &'static str) -> WebhookAck {
@@ -104,6 +121,14 @@ impl OrderService {
         signatures::verify_stripe(secret.expose(), header, body, Utc::now().timestamp()).map_err(signature_error)?;
         let event: StripeEvent =
             serde_json::from_slice(body).map_err(|_| ServiceError::bad_request("malformed_event", "the event is not a Stripe event"))?;
+        storable(&event.id)?;
+        if event.kind.contains('\0') {
+            return Err(ServiceError::bad_request("malformed_event", "the event type contains NUL"));
+        }
+        let intent = match event.data.object["id"].as_str() {
+            Some(intent) => storable(intent)?,
+            None => "",
+        };
         let meta = RequestMeta { user_agent: Some("stripe-webhook".into()), ..meta.clone() };
         with_retry(|| async {
             let tx = self.db.begin_serializable().await?;
@@ -111,7 +136,6 @@ impl OrderService {
                 return Ok(ack("duplicate"));
             }
             let object = &event.data.object;
-            let intent = object["id"].as_str().unwrap_or_default();
             let outcome = match event.kind.as_str() {
                 "payment_intent.succeeded" | "payment_intent.payment_failed" => {
                     let Some((payment, order)) = payment_of(&tx, "stripe", intent, &event.id).await? else {
@@ -135,6 +159,11 @@ impl OrderService {
                         } else {
                             "already_applied"
                         }
+                    } else if order.status != OrderStatus::PendingPayment.as_str() {
+                        // A failed attempt reported after the order was paid (or closed): Stripe
+                        // does not promise delivery in order, and it must not undo the payment.
+                        tracing::info!(order = %order.id, status = %order.status, "stale Stripe payment failure; ignored");
+                        "ignored"
                     } else {
                         let reason = object["last_payment_error"]["message"].as_str().unwrap_or("payment failed");
                         payments::Entity::update_many()
@@ -200,9 +229,9 @@ impl OrderService {
             if !record_event(&tx, "shopify", event_id, &topic).await? {
                 return Ok(ack("duplicate"));
             }
-            let shopify_id = payload["id"].as_i64().map(|i| i.to_string()).or_else(|| payload["id"].as_str().map(str::to_owned)).unwrap_or_default();
             let outcome = match topic.as_str() {
                 "orders/paid" => {
+                    let shopify_id = provider_id(&payload["id"])?;
                     let ours = payload["note_attributes"]
                         .as_array()
                         .and_then(|a| a.iter().find(|n| n["name"] == "valuva_order_id"))
@@ -223,16 +252,24 @@ impl OrderService {
                         tracing::warn!(order = %order.id, ?amount, ?currency, "Shopify payment does not match the order; ignored");
                         return Ok(ack("amount_mismatch"));
                     }
-                    payments::Entity::update_many()
-                        .col_expr(payments::Column::Provider, Expr::value("shopify"))
-                        .col_expr(payments::Column::Reference, Expr::value(shopify_id.clone()))
-                        .filter(payments::Column::OrderId.eq(order.id))
-                        .exec(&tx)
-                        .await?;
                     let change = Change::new(AuditAction::Payment, "order", order.id)
                         .new_values(serde_json::json!({"provider": "shopify", "event": event_id, "shopify_order": shopify_id, "status": "succeeded", "amount": order.total}));
                     audit::record(&tx, &meta, change).await?;
                     if order.status == OrderStatus::PendingPayment.as_str() {
+                        // The order and its payment now name Shopify, which holds the money: a
+                        // paid order already names whoever took it.
+                        payments::Entity::update_many()
+                            .col_expr(payments::Column::Provider, Expr::value("shopify"))
+                            .col_expr(payments::Column::Reference, Expr::value(shopify_id.clone()))
+                            .filter(payments::Column::OrderId.eq(order.id))
+                            .exec(&tx)
+                            .await?;
+                        orders::Entity::update_many()
+                            .col_expr(orders::Column::PaymentProvider, Expr::value("shopify"))
+                            .filter(orders::Column::Id.eq(order.id))
+                            .exec(&tx)
+                            .await?;
+                        let order = orders::Model { payment_provider: "shopify".into(), ..order };
                         self.apply_event(&tx, &meta, order, OrderEvent::Pay, None).await?;
                         "applied"
                     } else {
@@ -240,22 +277,27 @@ impl OrderService {
                     }
                 }
                 "refunds/create" => {
-                    let shopify_order = payload["order_id"].as_i64().map(|i| i.to_string()).or_else(|| payload["order_id"].as_str().map(str::to_owned)).unwrap_or_default();
+                    let shopify_order = provider_id(&payload["order_id"])?;
                     let Some((_, order)) = payment_of(&tx, "shopify", &shopify_order, event_id).await? else {
                         tx.commit().await?;
                         return Ok(ack("unknown_payment"));
                     };
                     let digits = domain::Currency::parse(&order.currency).map(|c| c.minor_units()).unwrap_or(2);
-                    let amount: Option<i64> = payload["transactions"].as_array().map(|ts| {
-                        ts.iter()
-                            .filter(|t| t["kind"] == "refund" && t["status"] == "success")
-                            .filter_map(|t| t["amount"].as_str().and_then(|a| minor_units(a, digits)))
-                            .sum()
-                    });
-                    let Some(amount) = amount.filter(|a| *a > 0) else {
+                    let mut refunded = payload["transactions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|t| t["kind"] == "refund" && t["status"] == "success")
+                        .filter_map(|t| t["amount"].as_str().and_then(|a| minor_units(a, digits)));
+                    // Summed without wrapping: amounts near i64::MAX must not add up to a small refund.
+                    let Some(amount) = refunded.try_fold(0i64, i64::checked_add) else {
+                        tracing::warn!(order = %order.id, "Shopify refund amounts overflow; ignored");
+                        return Ok(ack("amount_mismatch"));
+                    };
+                    if amount == 0 {
                         tx.commit().await?;
                         return Ok(ack("ignored"));
-                    };
+                    }
                     let status = OrderStatus::parse(&order.status).map_err(|e| ServiceError::internal(e.0))?;
                     if !status.is_refundable() || amount > order.total - order.refunded_total {
                         tracing::warn!(order = %order.id, amount, "Shopify refund cannot apply to this order; ignored");

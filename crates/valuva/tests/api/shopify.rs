@@ -96,3 +96,64 @@ async fn webhooks_without_a_configured_secret_do_not_exist() {
         app.req(Method::POST, "/api/v1/webhooks/stripe", None).header("stripe-signature", "t=1,v1=00").body("{}").send().await.unwrap();
     assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+/// A checked-out order's id and total.
+async fn placed(app: &TestApp, c: &Cart) -> (String, i64) {
+    let body: Value = checkout(app, c).await.json().await.unwrap();
+    (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap())
+}
+
+/// What a signed Shopify event must not do: put an id PostgreSQL cannot store (NUL, over 255
+/// bytes) into its tables, wrap an overflowing refund sum into a small refund, or relabel an
+/// order another provider already took the money for. And an order paid in Shopify is
+/// refunded there: staff asking here get a 409 that says so.
+#[tokio::test]
+async fn shopify_events_that_cannot_apply_change_nothing() {
+    let app = TestApp::spawn_with(|c| c.shopify_webhook_secret = Some(platform::Secret::new(SECRET))).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 1250, 5).await;
+    let (id, total) = placed(&app, &cart(&app, &[(&v, 1)]).await).await;
+    let paid = |shopify_id: Value, ours: &str, price: i64| {
+        json!({"id": shopify_id, "total_price": decimal(price), "currency": "EUR", "note_attributes": [{"name": "valuva_order_id", "value": ours}]})
+            .to_string()
+    };
+    let before = (app.count("webhook_events").await, app.count("audit_logs").await);
+    for (i, bad) in [json!("a\u{0}b"), json!("s".repeat(300)), json!(1.5), json!(-3), Value::Null].into_iter().enumerate() {
+        let event = paid(bad, &id, total);
+        let res = deliver(&app, "orders/paid", &format!("bad-{i}"), &event, &sign(&event)).await;
+        assert_problem(res, StatusCode::BAD_REQUEST, "malformed_event").await;
+    }
+    assert_eq!((app.count("webhook_events").await, app.count("audit_logs").await), before);
+
+    let event = paid(json!(4242), &id, total);
+    let res: Value = deliver(&app, "orders/paid", "p1", &event, &sign(&event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "applied");
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!((view["status"].as_str(), view["payment_provider"].as_str()), (Some("paid"), Some("shopify")));
+    let refund = app.post(&format!("/api/v1/admin/orders/{id}/refunds"), Some(&shop.staff), json!({"amount": 1})).await;
+    assert_problem(refund, StatusCode::CONFLICT, "refund_at_provider").await;
+    let cancel = app.post(&format!("/api/v1/admin/orders/{id}/cancel"), Some(&shop.staff), json!({})).await;
+    assert_problem(cancel, StatusCode::CONFLICT, "refund_at_provider").await;
+
+    // Two amounts near i64::MAX and a small one: summed, they would wrap to a 1-cent refund.
+    let huge = json!({"kind": "refund", "status": "success", "amount": "92233720368547758.07"});
+    let wraps =
+        json!({"order_id": 4242, "transactions": [huge, huge, {"kind": "refund", "status": "success", "amount": "0.03"}]}).to_string();
+    let res: Value = deliver(&app, "refunds/create", "r1", &wraps, &sign(&wraps)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "amount_mismatch");
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!((view["status"].as_str(), view["refunded_total"]["amount"].as_i64()), (Some("paid"), Some(0)));
+
+    // Paid by hand first: a later Shopify payment event does not relabel the payment.
+    let (other, total) = placed(&app, &cart(&app, &[(&v, 1)]).await).await;
+    assert_eq!(app.post(&format!("/api/v1/admin/orders/{other}/mark-paid"), Some(&shop.staff), json!({})).await.status(), StatusCode::OK);
+    let late = paid(json!(777), &other, total);
+    let res: Value = deliver(&app, "orders/paid", "p2", &late, &sign(&late)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "already_applied");
+    assert_eq!(app.count("payments WHERE provider = 'shopify'").await, 1, "only the order Shopify took the money for");
+    assert_eq!(
+        app.post(&format!("/api/v1/admin/orders/{other}/refunds"), Some(&shop.staff), json!({"amount": 1})).await.status(),
+        StatusCode::CREATED
+    );
+    assert_ledger_ok(&app).await;
+}

@@ -252,3 +252,41 @@ async fn the_payments_breaker_opens_fails_fast_and_recovers() {
     assert_eq!(fake.calls.load(Ordering::SeqCst), 6);
     assert_eq!(attempt().await.status(), StatusCode::CREATED);
 }
+
+/// Signed events that cannot apply: ids PostgreSQL cannot store are malformed (400, so nothing
+/// is recorded), and a payment failure reported after the order was paid leaves it paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_events_that_cannot_apply_change_nothing() {
+    let (url, _fake) = fake_stripe().await;
+    let app = stripe_app(&url, |_| {}).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 2500, 5).await;
+    let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
+    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
+    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let app = &app;
+    let send = |event: String| async move { deliver(app, &event, &signature(WEBHOOK_SECRET, now, &event)).await };
+
+    let before = (app.count("webhook_events").await, app.count("audit_logs").await);
+    for event in [
+        succeeded("evt_nul\u{0}", &intent, total, "eur"),
+        succeeded(&"e".repeat(256), &intent, total, "eur"),
+        succeeded("evt_ok", "pi_\u{0}", total, "eur"),
+        json!({"id": "evt_t", "type": "customer\u{0}created", "data": {"object": {}}}).to_string(),
+    ] {
+        assert_problem(send(event).await, StatusCode::BAD_REQUEST, "malformed_event").await;
+    }
+    assert_eq!((app.count("webhook_events").await, app.count("audit_logs").await), before);
+
+    let res: Value = send(succeeded("evt_paid", &intent, total, "eur")).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "applied");
+    let failed = json!({"id": "evt_late_failure", "type": "payment_intent.payment_failed",
+        "data": {"object": {"id": intent, "last_payment_error": {"message": "card declined"}}}})
+    .to_string();
+    let res: Value = send(failed).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "ignored");
+    assert_eq!(app.count("payments WHERE status = 'failed'").await, 0, "the payment stays captured");
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!(view["status"], "paid");
+}
