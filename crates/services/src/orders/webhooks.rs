@@ -24,7 +24,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WebhookAck {
     pub received: bool,
-    /// applied | duplicate | ignored | unknown_payment | amount_mismatch
+    /// applied | already_applied | refunded (paid after the order was cancelled) | duplicate |
+    /// ignored | unknown_payment | unknown_order | amount_mismatch
     pub outcome: &'static str,
 }
 
@@ -156,6 +157,19 @@ impl OrderService {
                         if order.status == OrderStatus::PendingPayment.as_str() {
                             self.apply_event(&tx, &meta, order, OrderEvent::Pay, None).await?;
                             "applied"
+                        } else if order.status == OrderStatus::Cancelled.as_str() && order.refunded_total == 0 {
+                            // Captured after the unpaid order was cancelled or expired (the
+                            // customer was still confirming the payment): its stock went back
+                            // on sale, so the money goes back too, through Stripe's Refund API
+                            // (keyed, so a redelivery never refunds twice).
+                            let plan = RefundPlan {
+                                amount: order.total,
+                                restock: Restock::Nothing,
+                                reason: Some("paid after the order was cancelled"),
+                                source: RefundSource::Shop,
+                            };
+                            self.refund_inside(&tx, &meta, &order, plan).await?;
+                            "refunded"
                         } else {
                             "already_applied"
                         }

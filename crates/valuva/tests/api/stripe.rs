@@ -290,3 +290,38 @@ async fn stripe_events_that_cannot_apply_change_nothing() {
     let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
     assert_eq!(view["status"], "paid");
 }
+
+/// The customer confirms a payment after the unpaid order was cancelled (or expired): the
+/// stock is back on sale, so the captured money goes back through Stripe, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_captured_after_cancellation_is_refunded() {
+    let (url, fake) = fake_stripe().await;
+    let app = stripe_app(&url, |_| {}).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 2500, 5).await;
+    let body = stripe_checkout(&app, &cart(&app, &[(&v, 2)]).await).await;
+    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
+    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let cancelled = app.post(&format!("/api/v1/admin/orders/{id}/cancel"), Some(&shop.staff), json!({})).await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    assert_eq!(stock(&app, &shop, &v).await, (5, 0), "the units are back on sale");
+
+    let event = succeeded("evt_late", &intent, total, "eur");
+    let now = chrono::Utc::now().timestamp();
+    let res: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "refunded");
+    let refunds = fake.refunds.lock().unwrap().clone();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!((refunds[0]["payment_intent"].as_str(), refunds[0]["amount"].parse::<i64>().ok()), (intent.as_str(), Some(total)));
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!((view["status"].as_str(), view["refunded_total"]["amount"].as_i64()), (Some("cancelled"), Some(total)));
+    let replay: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(replay["outcome"], "duplicate");
+    // Another event for the same capture (Stripe may send one per attempt) refunds nothing more.
+    let again = succeeded("evt_late_2", &intent, total, "eur");
+    let res: Value = deliver(&app, &again, &signature(WEBHOOK_SECRET, now, &again)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "already_applied");
+    assert_eq!(fake.refunds.lock().unwrap().len(), 1);
+    assert_eq!(stock(&app, &shop, &v).await, (5, 0), "nothing restocked twice");
+    assert_ledger_ok(&app).await;
+}
