@@ -10,7 +10,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/valuva --create-home valuva
+    && useradd --system --uid 10001 --home-dir /var/lib/valuva --create-home valuva \
+    && install -d -o valuva -g valuva /var/lib/valuva/uploads
 COPY --from=build /valuva /usr/local/bin/valuva
 USER valuva
 WORKDIR /var/lib/valuva

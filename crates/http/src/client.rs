@@ -86,18 +86,19 @@ pub async fn identify_limit_route(State(state): State<AppState>, mut req: Reques
 
     let mut decision = None;
     if state.config.rate_limit_enabled {
-        // Login and friends are limited per address, whoever claims to be calling.
-        let (policy, key) = if auth_route(&path) {
-            (state.config.rate_limit_auth(), format!("ip:{ip}"))
-        } else {
-            (state.config.rate_limit_default(), client.clone())
+        let limits = &state.limits;
+        let (policy, key) = match limits.rule_for(req.method().as_str(), &path) {
+            Some(rule) => (&rule.policy, client.clone()),
+            // Login and friends are limited per address, whoever claims to be calling.
+            None if auth_route(&path) => (&limits.auth, format!("ip:{ip}")),
+            None => (&limits.default, client.clone()),
         };
-        let d = state.limiter.check(&policy, &key).await;
+        let d = state.limiter.check(policy, &key).await;
         if !d.allowed {
             let mut res = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; retry later").into_response();
             let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            rate_limit_headers(res.headers_mut(), &policy, &d);
+            rate_limit_headers(res.headers_mut(), policy, &d);
             return res;
         }
         decision = Some((policy, d));
@@ -115,7 +116,7 @@ pub async fn identify_limit_route(State(state): State<AppState>, mut req: Reques
         }
     }
     if let Some((policy, d)) = decision {
-        rate_limit_headers(res.headers_mut(), &policy, &d);
+        rate_limit_headers(res.headers_mut(), policy, &d);
     }
     res
 }

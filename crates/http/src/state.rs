@@ -48,6 +48,7 @@ pub struct AppStateInner {
     /// Absent without `REDIS_URL`.
     pub redis: Option<platform::redis::Redis>,
     pub limiter: platform::ratelimit::RateLimiter,
+    pub limits: platform::config::RateLimits,
     pub client_ip: crate::client::ClientIpResolver,
     /// Clients that wrote recently (read-your-writes): their reads skip the replica.
     pub recent_writers: moka::sync::Cache<String, ()>,
@@ -82,7 +83,7 @@ impl AppState {
         let shipping = ShippingService::new(db.clone(), catalog_cache.cache().cloned());
         // Providers: `manual` always; Stripe when its key is configured. Every provider shares the
         // payments breaker.
-        let payments_resilience = std::sync::Arc::new(config.resilience("payments"));
+        let payments_resilience = std::sync::Arc::new(config.resilience(platform::config::Outbound::Payments));
         let mut providers: Vec<std::sync::Arc<dyn services::payments::PaymentProvider>> =
             vec![std::sync::Arc::new(services::payments::Manual)];
         if let Some(key) = &config.stripe_secret_key {
@@ -106,7 +107,8 @@ impl AppState {
             webhooks,
         )
         .with_catalog_cache(catalog_cache);
-        let limiter = platform::ratelimit::RateLimiter::new(&[config.rate_limit_default(), config.rate_limit_auth()], redis.clone());
+        let limits = config.rate_limits()?;
+        let limiter = platform::ratelimit::RateLimiter::new(&limits.policies(), redis.clone());
         let client_ip = crate::client::ClientIpResolver::new(config.trusted_proxies()?);
         let recent_writers = moka::sync::Cache::builder()
             .max_capacity(100_000)
@@ -130,6 +132,7 @@ impl AppState {
             cursors,
             redis,
             limiter,
+            limits,
             client_ip,
             recent_writers,
             started: Instant::now(),
@@ -175,5 +178,6 @@ fn media_service(config: &Config, db: Db) -> Result<services::media::MediaServic
         None => return Err(invalid("must be file://<directory> or s3://<bucket>[/<prefix>]".into())),
     };
     let public = config.storage_public_url.clone().unwrap_or(default_public);
-    services::media::MediaService::new(db, target, public, Arc::new(config.resilience("storage"))).map_err(invalid)
+    services::media::MediaService::new(db, target, public, Arc::new(config.resilience(platform::config::Outbound::Storage)))
+        .map_err(invalid)
 }

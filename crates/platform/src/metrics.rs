@@ -65,6 +65,12 @@ fn describe() {
     describe_gauge!("valuva_process_resident_memory_bytes", Unit::Bytes, "Resident set size of the process");
 }
 
+/// The memory limit of the process's cgroup (v2 `memory.max`, e.g. a container's limit);
+/// `None` when there is none or it cannot be read.
+pub fn memory_limit_bytes() -> Option<u64> {
+    std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?.trim().parse().ok()
+}
+
 /// Resident set size from /proc (Linux); `None` elsewhere.
 pub fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;

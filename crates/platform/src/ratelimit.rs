@@ -12,9 +12,10 @@ use governor::{
 };
 use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    pub name: &'static str,
+    /// Names the policy in headers, metrics and Redis keys.
+    pub name: Arc<str>,
     pub limit: u32,
     pub window: Duration,
 }
@@ -41,7 +42,7 @@ type Local = Governor<String, DefaultKeyedStateStore<String>, DefaultClock, Stat
 #[derive(Clone)]
 pub struct RateLimiter {
     redis: Option<Redis>,
-    local: Arc<HashMap<&'static str, Local>>,
+    local: Arc<HashMap<Arc<str>, Local>>,
     script: Arc<redis::Script>,
 }
 
@@ -52,7 +53,7 @@ impl RateLimiter {
             .map(|p| {
                 let burst = NonZeroU32::new(p.limit.max(1)).expect("non-zero");
                 let quota = Quota::with_period(p.interval().max(Duration::from_nanos(1))).expect("non-zero period").allow_burst(burst);
-                (p.name, Governor::keyed(quota).with_middleware::<StateInformationMiddleware>())
+                (p.name.clone(), Governor::keyed(quota).with_middleware::<StateInformationMiddleware>())
             })
             .collect();
         let local: Arc<HashMap<_, Local>> = Arc::new(local);
@@ -81,7 +82,7 @@ impl RateLimiter {
             None => (self.check_local(policy, key), "memory"),
         };
         if !decision.allowed {
-            metrics::counter!("valuva_rate_limit_rejections_total", "policy" => policy.name, "store" => store).increment(1);
+            metrics::counter!("valuva_rate_limit_rejections_total", "policy" => policy.name.to_string(), "store" => store).increment(1);
         }
         decision
     }
@@ -105,7 +106,7 @@ impl RateLimiter {
     }
 
     fn check_local(&self, policy: &Policy, key: &str) -> Decision {
-        let Some(limiter) = self.local.get(policy.name) else {
+        let Some(limiter) = self.local.get(&policy.name) else {
             return Decision { allowed: true, remaining: policy.limit, reset: Duration::ZERO, retry_after: Duration::ZERO };
         };
         match limiter.check_key(&key.to_owned()) {

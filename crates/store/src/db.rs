@@ -205,8 +205,13 @@ impl Db {
         write_tx_options(self.backend, isolation_level)
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// Applies pending migrations; `_lock` proves no other instance is doing the same.
+    pub async fn migrate_holding(&self, _lock: &crate::setup::SetupLock) -> Result<(), StoreError> {
         crate::migrations::Migrator::up(&self.primary, None).await.map_err(StoreError::Migrate)
+    }
+
+    pub(crate) fn primary_url(&self) -> &str {
+        self.primary_settings.url.expose()
     }
 
     /// Number of migrations not yet applied (0 = schema is current).

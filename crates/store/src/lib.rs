@@ -10,6 +10,7 @@ mod lane;
 pub mod migrations;
 pub mod replica;
 pub mod search;
+mod setup;
 
 pub use batch::Inserts;
 pub use db::{Db, StoreError, is_foreign_key_violation, is_unique_violation};
@@ -17,6 +18,7 @@ pub use group::{Write, Written};
 pub use platform::config::Backend;
 pub use replica::{Reader, with_primary_reads};
 pub use sea_orm;
+pub use setup::SetupLock;
 
 /// `($1, $2), ($3, $4), …`: a VALUES list of `rows` rows of `cols` placeholders, for statements
 /// that join a batch of rows in one go (`UPDATE … FROM (VALUES …) AS v`). Both backends accept

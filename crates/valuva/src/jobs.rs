@@ -30,7 +30,7 @@ where
 
 pub fn mailer(config: &platform::Config) -> anyhow::Result<Mailer> {
     let m = match &config.smtp_url {
-        Some(url) => Mailer::smtp(url.expose(), &config.email_from, Arc::new(config.resilience("email"))),
+        Some(url) => Mailer::smtp(url.expose(), &config.email_from, Arc::new(config.resilience(platform::config::Outbound::Email))),
         None => Mailer::files(&config.email_outbox_dir, &config.email_from),
     };
     m.map_err(anyhow::Error::msg).context("configuring email")

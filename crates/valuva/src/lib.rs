@@ -62,8 +62,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Decided before connecting, which creates the file.
     let fresh_sqlite = config.sqlite_path().is_some_and(|p| !p.exists());
     let db = connect_db(&config).await?;
-    if config.migrate_on_start {
-        db.migrate().await?;
+    let seed = config.seed_on_startup.unwrap_or(fresh_sqlite);
+    // Held through migrations and the demo seed: instances starting together take turns.
+    let setup = if config.migrate_on_start || seed { Some(db.setup_lock().await?) } else { None };
+    if let Some(lock) = setup.as_ref().filter(|_| config.migrate_on_start) {
+        db.migrate_holding(lock).await?;
     }
     let secret = resolve_jwt_secret(&config)?;
     let tokens = TokenIssuer::new(
@@ -72,7 +75,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     );
     let identity = IdentityService::new(db.clone(), tokens, config.password_reset_ttl_minutes);
     let cursors = CursorCodec::new(secret.expose().as_bytes());
-    let seed = config.seed_on_startup.unwrap_or(fresh_sqlite);
     let redis = match &config.redis_url {
         Some(url) => Some(platform::redis::Redis::open(url, &config.redis_prefix, config.redis_timeout()).context("REDIS_URL")?),
         None => None,
@@ -85,6 +87,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         if n > 0 {
             tracing::info!(products = n, "demo catalog created");
         }
+    }
+    if let Some(lock) = setup {
+        lock.release().await;
     }
     Ok(state)
 }

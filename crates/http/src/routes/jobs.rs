@@ -46,20 +46,22 @@ pub async fn get(_: Staff, State(state): State<AppState>, Path(id): Path<Uuid>) 
 /// Gives a dead job a fresh set of attempts.
 #[utoipa::path(post, path = "/api/v1/admin/jobs/{id}/retry", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = JobView), (status = 404), (status = 409, description = "the job is not dead")))]
-pub async fn retry(_: Staff, State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
-    Ok(axum::Json(state.jobs.retry(id).await?))
+pub async fn retry(staff: Staff, State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+    Ok(axum::Json(state.jobs.retry(&staff.meta, id).await?))
 }
 
 /// Email me when this sold-out variant is back (once). Signed-in customers may leave out the
 /// address: their account's is used.
-#[utoipa::path(post, path = "/api/v1/variants/{id}/stock-alerts", tag = "catalog", params(("id" = Uuid, Path)), request_body = NewStockAlert,
+#[utoipa::path(post, path = "/api/v1/products/{id}/variants/{variant_id}/stock-alerts", tag = "catalog",
+    params(("id" = Uuid, Path, description = "the product"), ("variant_id" = Uuid, Path, description = "one of its variants")),
+    request_body = NewStockAlert,
     responses((status = 201, body = StockAlertView), (status = 404), (status = 409, description = "the variant is in stock"), (status = 422)))]
 pub async fn subscribe(
     OptionalAuth(actor): OptionalAuth,
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    Path((product_id, variant_id)): Path<(Uuid, Uuid)>,
     Json(body): Json<NewStockAlert>,
 ) -> Result<(StatusCode, axum::Json<StockAlertView>), ApiError> {
-    let view = state.stock_alerts.subscribe(id, body.email.as_deref(), actor.map(|a| a.id)).await?;
+    let view = state.stock_alerts.subscribe(product_id, variant_id, body.email.as_deref(), actor.map(|a| a.id)).await?;
     Ok((StatusCode::CREATED, axum::Json(view)))
 }

@@ -43,6 +43,39 @@ pub struct Health {
     pub memory_rss_mb: Option<f64>,
     #[schema(value_type = Object)]
     pub pools: serde_json::Value,
+    /// The same, in the shape of the seed system's health check, for its dashboards.
+    pub uptime: u64,
+    /// `SENTRY_ENVIRONMENT`: the deployment's name.
+    pub environment: String,
+    pub checks: Checks,
+}
+
+/// One word per dependency (`healthy`, `unhealthy`), and memory.
+#[derive(Serialize, ToSchema)]
+pub struct Checks {
+    pub database: &'static str,
+    pub migrations: &'static str,
+    /// Absent without `REDIS_URL`.
+    pub redis: Option<&'static str>,
+    pub memory: MemoryCheck,
+}
+
+/// Resident memory against the cgroup's limit (a container's), in MiB. There is no
+/// garbage-collected heap to report: resident memory is the figure.
+#[derive(Serialize, ToSchema)]
+pub struct MemoryCheck {
+    /// `healthy`, or `high` at 90% of the limit or more.
+    pub status: &'static str,
+    pub rss: Option<f64>,
+    /// Absent when the process has no memory limit.
+    pub limit: Option<f64>,
+}
+
+fn memory() -> MemoryCheck {
+    let mib = |b: u64| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0;
+    let (rss, limit) = (platform::metrics::rss_bytes(), platform::metrics::memory_limit_bytes());
+    let high = matches!((rss, limit), (Some(r), Some(l)) if r >= l / 10 * 9);
+    MemoryCheck { status: if high { "high" } else { "healthy" }, rss: rss.map(mib), limit: limit.map(mib) }
 }
 
 async fn database(state: &AppState) -> (Check, Check) {
@@ -76,6 +109,9 @@ async fn report(state: &AppState) -> (StatusCode, Health) {
     let replica = state.db.replica_status();
     let degraded = redis.as_ref().is_some_and(|r| r.status != "healthy") || replica.is_some_and(|r| !r.usable);
     let (primary_statements, replica_statements) = state.db.statement_counts();
+    let checks =
+        Checks { database: database.status, migrations: migrations.status, redis: redis.as_ref().map(|r| r.status), memory: memory() };
+    let uptime = state.started.elapsed().as_secs();
     let health = Health {
         status: match (healthy, degraded) {
             (false, _) => "unhealthy",
@@ -83,7 +119,7 @@ async fn report(state: &AppState) -> (StatusCode, Health) {
             (true, false) => "healthy",
         },
         timestamp: chrono::Utc::now(),
-        uptime_seconds: state.started.elapsed().as_secs(),
+        uptime_seconds: uptime,
         version: env!("CARGO_PKG_VERSION"),
         shutting_down: state.is_shutting_down(),
         database,
@@ -99,6 +135,9 @@ async fn report(state: &AppState) -> (StatusCode, Health) {
             );
             pools
         },
+        uptime,
+        environment: state.config.sentry_environment.clone(),
+        checks,
     };
     (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, health)
 }

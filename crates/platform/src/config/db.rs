@@ -41,6 +41,27 @@ impl Config {
         self.db_settings("DB_READ_REPLICA_HOST", url.as_str(), max).map(Some)
     }
 
+    /// `postgres://DB_USER:DB_PASSWORD@DB_HOST:DB_PORT/DB_NAME` when `DB_HOST` is set (the
+    /// seed's variables); parts left out are left to the driver's defaults, as with libpq.
+    pub(super) fn url_from_parts(&self) -> Result<Option<String>, ConfigError> {
+        let Some(host) = &self.db_host else {
+            return Ok(None);
+        };
+        let mut url = url::Url::parse("postgres://localhost").expect("a valid base URL");
+        url.set_host(Some(host)).map_err(|e| invalid("DB_HOST", e.to_string()))?;
+        url.set_port(self.db_port).map_err(|_| invalid("DB_PORT", "cannot be set"))?;
+        if let Some(user) = &self.db_user {
+            url.set_username(user).map_err(|_| invalid("DB_USER", "cannot be set"))?;
+        }
+        if let Some(password) = &self.db_password {
+            url.set_password(Some(password.expose())).map_err(|_| invalid("DB_PASSWORD", "cannot be set"))?;
+        }
+        if let Some(name) = &self.db_name {
+            url.path_segments_mut().map_err(|_| invalid("DB_NAME", "cannot be set"))?.push(name);
+        }
+        Ok(Some(url.to_string()))
+    }
+
     fn db_settings(&self, var: &str, raw: &str, max: Option<u32>) -> Result<DatabaseSettings, ConfigError> {
         let backend = backend_of(raw).ok_or_else(|| invalid(var, "must start with sqlite:// or postgres://"))?;
         let mut url = url::Url::parse(raw).map_err(|e| invalid(var, e.to_string()))?;
@@ -104,6 +125,26 @@ mod tests {
         assert_eq!(db.acquire_timeout, Duration::from_secs(3));
         assert_eq!(db.connect_timeout, Duration::from_secs(2));
         assert_eq!(db.url.expose(), "postgres://u@h:5432/db?sslmode=disable");
+    }
+
+    #[test]
+    fn the_seeds_split_variables_make_a_postgres_url() {
+        let cfg = Config {
+            db_host: Some("db.internal".into()),
+            db_port: Some(6432),
+            db_user: Some("shop".into()),
+            db_password: Some(Secret::new("p@ss/word")),
+            db_name: Some("ecommerce".into()),
+            ..Config::default()
+        };
+        let url = cfg.url_from_parts().unwrap().unwrap();
+        assert_eq!(url, "postgres://shop:p%40ss%2Fword@db.internal:6432/ecommerce");
+        let cfg = Config { database_url: url, ..cfg };
+        assert_eq!(cfg.backend(), Backend::Postgres);
+        assert_eq!(cfg.primary_db().unwrap().url.expose(), "postgres://shop:p%40ss%2Fword@db.internal:6432/ecommerce");
+        let bare = Config { db_host: Some("db".into()), ..Config::default() };
+        assert_eq!(bare.url_from_parts().unwrap().unwrap(), "postgres://db");
+        assert_eq!(Config::default().url_from_parts().unwrap(), None);
     }
 
     #[test]

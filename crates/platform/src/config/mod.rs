@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 mod db;
+mod limits;
 mod scale;
 pub use db::DatabaseSettings;
 use db::backend_of;
+pub use limits::{LimitRule, RateLimits};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +32,13 @@ pub struct Config {
     /// Unset: readable lines on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
     pub database_url: String,
+    /// The seed's split form of a PostgreSQL URL, used only when `DATABASE_URL` is unset.
+    pub db_host: Option<String>,
+    pub db_port: Option<u16>,
+    pub db_user: Option<String>,
+    #[serde(skip_serializing)]
+    pub db_password: Option<Secret>,
+    pub db_name: Option<String>,
     pub database_read_url: Option<String>,
     pub db_read_replica_host: Option<String>,
     pub db_read_replica_port: Option<u16>,
@@ -62,6 +71,8 @@ pub struct Config {
     /// Login, register and password reset, per client address.
     pub rate_limit_auth_window_ms: u64,
     pub rate_limit_auth_max_requests: u32,
+    /// Per-endpoint policies, `name=[METHOD ]PATH LIMIT/WINDOW`, comma-separated.
+    pub rate_limit_rules: String,
     /// Comma-separated addresses or CIDR ranges of proxies whose `X-Forwarded-For` is trusted.
     pub trusted_proxies: String,
     pub migrate_on_start: bool,
@@ -141,8 +152,6 @@ pub struct Config {
     pub breaker_email_open_seconds: u64,
     pub breaker_storage_failures: u32,
     pub breaker_storage_open_seconds: u64,
-    pub breaker_shipping_failures: u32,
-    pub breaker_shipping_open_seconds: u64,
     /// Calls allowed through a half-open breaker before it decides.
     pub breaker_half_open_probes: u32,
     pub retry_max_attempts: u32,
@@ -159,6 +168,11 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: None,
             database_url: "sqlite://valuva.db".into(),
+            db_host: None,
+            db_port: None,
+            db_user: None,
+            db_password: None,
+            db_name: None,
             database_read_url: None,
             db_read_replica_host: None,
             db_read_replica_port: None,
@@ -183,6 +197,7 @@ impl Default for Config {
             rate_limit_max_requests: 600,
             rate_limit_auth_window_ms: 60_000,
             rate_limit_auth_max_requests: 10,
+            rate_limit_rules: String::new(),
             trusted_proxies: String::new(),
             migrate_on_start: true,
             jwt_secret: None,
@@ -227,8 +242,6 @@ impl Default for Config {
             breaker_email_open_seconds: 30,
             breaker_storage_failures: 5,
             breaker_storage_open_seconds: 30,
-            breaker_shipping_failures: 3,
-            breaker_shipping_open_seconds: 30,
             breaker_half_open_probes: 1,
             retry_max_attempts: 3,
             retry_base_delay_ms: 200,
@@ -251,6 +264,26 @@ pub(crate) fn invalid(var: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { var: var.to_owned(), message: message.into() }
 }
 
+/// The services Valuva calls out to, each behind a breaker of its own. (Shipping rates come
+/// from the shop's own zones, so no carrier is called and there is no shipping breaker.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    Payments,
+    Email,
+    Storage,
+}
+
+impl Outbound {
+    /// The breaker's label in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Payments => "payments",
+            Self::Email => "email",
+            Self::Storage => "storage",
+        }
+    }
+}
+
 /// Which database engine a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -261,10 +294,15 @@ pub enum Backend {
 impl Config {
     /// Reads the process environment over the defaults and validates the result.
     pub fn load() -> Result<Self, ConfigError> {
-        let cfg: Config = Figment::from(Serialized::defaults(Config::default())).merge(Env::raw()).extract().map_err(|e| {
+        let mut cfg: Config = Figment::from(Serialized::defaults(Config::default())).merge(Env::raw()).extract().map_err(|e| {
             let var = e.path.last().map(|k| k.to_uppercase()).unwrap_or_else(|| "environment".into());
             invalid(&var, e.kind.to_string())
         })?;
+        if std::env::var_os("DATABASE_URL").is_none()
+            && let Some(url) = cfg.url_from_parts()?
+        {
+            cfg.database_url = url;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -311,15 +349,14 @@ impl Config {
         backend_of(&self.database_url).unwrap_or(Backend::Sqlite)
     }
 
-    /// The resilience layer (retry policy and breaker) for one outbound service:
-    /// `payments`, `email`, `storage` or `shipping`.
-    pub fn resilience(&self, service: &'static str) -> crate::resilience::Resilience {
+    /// The resilience layer (retry policy and breaker) for one outbound service.
+    pub fn resilience(&self, service: Outbound) -> crate::resilience::Resilience {
         let (failures, open) = match service {
-            "payments" => (self.breaker_payments_failures, self.breaker_payments_open_seconds),
-            "email" => (self.breaker_email_failures, self.breaker_email_open_seconds),
-            "storage" => (self.breaker_storage_failures, self.breaker_storage_open_seconds),
-            _ => (self.breaker_shipping_failures, self.breaker_shipping_open_seconds),
+            Outbound::Payments => (self.breaker_payments_failures, self.breaker_payments_open_seconds),
+            Outbound::Email => (self.breaker_email_failures, self.breaker_email_open_seconds),
+            Outbound::Storage => (self.breaker_storage_failures, self.breaker_storage_open_seconds),
         };
+        let service = service.name();
         crate::resilience::Resilience {
             policy: crate::resilience::RetryPolicy {
                 max_attempts: self.retry_max_attempts.max(1),
@@ -365,6 +402,40 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("DATABASE_URL"));
         let cfg = Config { jwt_secret: Some(Secret::new("short")), ..Config::default() };
         assert!(cfg.validate().unwrap_err().to_string().contains("JWT_SECRET"));
+    }
+
+    /// Records the field names serde asks a deserializer for, secrets included.
+    struct FieldNames<'a>(&'a mut Vec<&'static str>);
+
+    impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only a struct's field names are wanted"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.extend(fields);
+            self.deserialize_any(v)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    /// `.env.example` says it lists every variable Valuva reads: hold it to that.
+    #[test]
+    fn env_example_lists_every_variable() {
+        let mut fields = Vec::new();
+        let _ = Config::deserialize(FieldNames(&mut fields));
+        assert!(fields.len() > 50, "{fields:?}");
+        let example = include_str!("../../../../.env.example");
+        let missing: Vec<String> = fields.iter().map(|f| f.to_uppercase()).filter(|var| !example.contains(&format!("# {var}="))).collect();
+        assert!(missing.is_empty(), ".env.example lacks {missing:?}");
     }
 
     #[test]

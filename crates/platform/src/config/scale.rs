@@ -1,13 +1,13 @@
 //! Scale-out settings: Redis, the cache, rate limits, proxies.
 
 use super::{Config, ConfigError, invalid};
-use crate::ratelimit::Policy;
 use ipnet::IpNet;
 use std::{net::IpAddr, time::Duration};
 
 impl Config {
     pub(super) fn validate_scale_out(&self) -> Result<(), ConfigError> {
         self.trusted_proxies()?;
+        self.rate_limits()?;
         let storage = self.storage_url.expose();
         if !(storage.starts_with("file://") || storage.starts_with("s3://")) || storage.len() <= "s3://".len() {
             return Err(invalid("STORAGE_URL", "must be file://<directory> or s3://<bucket>[/<prefix>]"));
@@ -47,16 +47,6 @@ impl Config {
                     .map_err(|_| invalid("TRUSTED_PROXIES", format!("{s:?} is neither an IP address nor a CIDR range")))
             })
             .collect()
-    }
-
-    /// The limit every API request counts against.
-    pub fn rate_limit_default(&self) -> Policy {
-        Policy { name: "default", limit: self.rate_limit_max_requests, window: Duration::from_millis(self.rate_limit_window_ms) }
-    }
-
-    /// The stricter limit of login, register and password reset.
-    pub fn rate_limit_auth(&self) -> Policy {
-        Policy { name: "auth", limit: self.rate_limit_auth_max_requests, window: Duration::from_millis(self.rate_limit_auth_window_ms) }
     }
 
     pub fn redis_timeout(&self) -> Duration {

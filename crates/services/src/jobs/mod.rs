@@ -9,10 +9,12 @@ pub mod schedule;
 pub mod worker;
 
 use crate::{
-    ServiceError, ServiceResult,
+    RequestMeta, ServiceError, ServiceResult,
+    audit::{self, Change},
     pagination::{CursorCodec, Page, PageRequest},
 };
 use chrono::{DateTime, Utc};
+use domain::AuditAction;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::OnConflict};
 use serde::Serialize;
 use store::{Db, entities::jobs};
@@ -179,8 +181,9 @@ impl JobService {
 
     /// A dead job gets a fresh set of attempts. Returns the job as requeued (a worker may pick
     /// it up at once).
-    pub async fn retry(&self, id: Uuid) -> ServiceResult<JobView> {
+    pub async fn retry(&self, meta: &RequestMeta, id: Uuid) -> ServiceResult<JobView> {
         let now = Utc::now();
+        let tx = self.db.begin().await?;
         let requeued = jobs::Entity::update_many()
             .col_expr(jobs::Column::Status, QUEUED.into())
             .col_expr(jobs::Column::Attempts, 0.into())
@@ -189,11 +192,17 @@ impl JobService {
             .col_expr(jobs::Column::FinishedAt, Option::<DateTime<Utc>>::None.into())
             .filter(jobs::Column::Id.eq(id))
             .filter(jobs::Column::Status.eq(DEAD))
-            .exec_with_returning(self.db.primary())
+            .exec_with_returning(&tx)
             .await?;
         match requeued.into_iter().next() {
-            Some(job) => Ok(job.into()),
+            Some(job) => {
+                let change = Change::new(AuditAction::AdminAction, "job", job.id).new_values(serde_json::json!({"retried": job.kind}));
+                audit::record(&tx, meta, change).await?;
+                tx.commit().await?;
+                Ok(job.into())
+            }
             None => {
+                drop(tx);
                 self.get(id).await?;
                 Err(ServiceError::conflict("not_dead", "only dead jobs can be retried"))
             }

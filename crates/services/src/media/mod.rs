@@ -5,8 +5,12 @@
 
 pub mod image;
 
-use crate::{RequestMeta, ServiceError, ServiceResult};
+use crate::{
+    RequestMeta, ServiceError, ServiceResult,
+    audit::{self, Change},
+};
 use chrono::{DateTime, Utc};
+use domain::AuditAction;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as StorePath};
 use platform::resilience::{CallError, Resilience, Retryable};
 use sea_orm::{ActiveModelTrait, Set};
@@ -150,15 +154,26 @@ impl MediaService {
             created_by: Set(meta.actor.map(|a| a.id)),
             created_at: Set(Utc::now()),
         };
-        let row = match row.insert(self.db.primary()).await {
+        let row = match self.record(meta, row).await {
             Ok(r) => r,
             Err(e) => {
                 self.remove(&names).await;
-                return Err(e.into());
+                return Err(e);
             }
         };
         metrics::counter!("valuva_uploads_total", "content_type" => original.content_type).increment(1);
         Ok(self.view(row))
+    }
+
+    /// The upload's row and its audit row, together.
+    async fn record(&self, meta: &RequestMeta, row: media::ActiveModel) -> ServiceResult<media::Model> {
+        let tx = self.db.begin().await?;
+        let row = row.insert(&tx).await?;
+        let summary =
+            serde_json::json!({"content_type": row.content_type, "width": row.width, "height": row.height, "size_bytes": row.size_bytes});
+        audit::record(&tx, meta, Change::new(AuditAction::Create, "media", row.id).new_values(summary)).await?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     async fn remove(&self, names: &[String]) {

@@ -53,7 +53,13 @@ impl StockAlerts {
 
     /// Subscribes `email` (a customer's own address when signed in) to a sold-out variant of an
     /// active product. Subscribing again re-opens the subscription.
-    pub async fn subscribe(&self, variant_id: Uuid, email: Option<&str>, user: Option<Uuid>) -> ServiceResult<StockAlertView> {
+    pub async fn subscribe(
+        &self,
+        product_id: Uuid,
+        variant_id: Uuid,
+        email: Option<&str>,
+        user: Option<Uuid>,
+    ) -> ServiceResult<StockAlertView> {
         let email = match (email, user) {
             (Some(e), _) => Email::parse(e).map_err(|e| ServiceError::field("email", e.0))?,
             (None, Some(u)) => {
@@ -64,7 +70,7 @@ impl StockAlerts {
         };
         let found = variants::Entity::find_by_id(variant_id).find_also_related(products::Entity).one(self.db.primary()).await?;
         let Some((variant, Some(product))) = found else { return Err(ServiceError::not_found("variant")) };
-        if product.status != "active" || product.deleted_at.is_some() {
+        if product.id != product_id || product.status != "active" || product.deleted_at.is_some() {
             return Err(ServiceError::not_found("variant"));
         }
         if variant.stock > 0 {

@@ -42,6 +42,7 @@ async fn json_endpoints(app: &TestApp) -> Vec<(Method, String, Option<String>)> 
         (Method::POST, format!("/api/v1/admin/products/{pid}/variants"), a.clone()),
         (Method::PATCH, format!("/api/v1/admin/products/{pid}/variants/{vid}"), a.clone()),
         (Method::POST, format!("/api/v1/admin/variants/{vid}/inventory"), a.clone()),
+        (Method::POST, format!("/api/v1/products/{pid}/variants/{vid}/stock-alerts"), c.clone()),
         (Method::POST, "/api/v1/admin/categories".into(), a.clone()),
         (Method::PATCH, format!("/api/v1/admin/categories/{cid}"), a),
         (Method::POST, "/api/v1/auth/register".into(), None),
@@ -220,6 +221,14 @@ async fn probes_and_docs() {
     let health: serde_json::Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(health["database"]["status"], "healthy");
     assert_eq!(health["migrations"]["status"], "healthy");
+    // The seed system's shape too.
+    assert_eq!(health["checks"]["database"], "healthy");
+    assert_eq!(health["checks"]["migrations"], "healthy");
+    assert_eq!(health["checks"]["redis"].as_str(), app.config.redis_url.as_ref().map(|_| "healthy"));
+    assert_eq!(health["checks"]["memory"]["status"], "healthy");
+    assert!(health["checks"]["memory"]["rss"].as_f64().unwrap() > 1.0, "{health}");
+    assert_eq!(health["environment"], "production");
+    assert!(health["uptime"].is_u64());
     if app.state.db.backend() == platform::config::Backend::Sqlite {
         // One writer connection; reads that need no transaction use read-only connections.
         assert_eq!(health["pools"]["primary"]["connections"]["max"], 1, "{health}");

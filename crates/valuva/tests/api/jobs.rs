@@ -43,6 +43,14 @@ async fn jobs(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
     res.json::<Value>().await.unwrap()["data"].as_array().unwrap().clone()
 }
 
+/// The contract's path for back-in-stock alerts on variant `v`: under its product.
+async fn alert_path(app: &TestApp, v: &str) -> String {
+    use sea_orm::EntityTrait;
+    let variant = store::entities::variants::Entity::find_by_id(v.parse::<uuid::Uuid>().unwrap());
+    let variant = variant.one(app.state.db.primary()).await.unwrap().expect("variant exists");
+    format!("/api/v1/products/{}/variants/{v}/stock-alerts", variant.product_id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_sends_an_order_confirmation_over_smtp() {
     let smtp = SmtpServer::start();
@@ -83,7 +91,7 @@ async fn back_in_stock_subscribers_are_emailed_once_after_a_restock() {
     let app = app_with_smtp(&smtp.url()).await;
     let shop = shop(&app).await;
     let v = variant(&app, &shop, 900, 6).await;
-    let alert_path = format!("/api/v1/variants/{v}/stock-alerts");
+    let alert_path = alert_path(&app, &v).await;
     let alert = |body: Value| app.post(&alert_path, None, body);
     // In stock: buy it instead.
     assert_problem(alert(json!({"email": "early@example.com"})).await, StatusCode::CONFLICT, "in_stock").await;
@@ -169,6 +177,8 @@ async fn a_job_that_always_fails_ends_in_the_dead_letter_list() {
     let retried: Value = app.post(&format!("/api/v1/admin/jobs/{id}/retry"), Some(&staff), json!({})).await.json().await.unwrap();
     assert_eq!(retried["attempts"], 0);
     assert_ne!(retried["status"], "dead");
+    let audited = app.count(&format!("audit_logs WHERE action = 'ADMIN_ACTION' AND entity_type = 'job' AND entity_id = '{id}'")).await;
+    assert_eq!(audited, 1, "a retry is an audited admin action");
 }
 
 #[tokio::test]
@@ -197,7 +207,7 @@ async fn jobs_admin_input_is_checked() {
     // Stock alerts: bad address, unknown variant, no address while signed out.
     let shop = shop(&app).await;
     let v = variant(&app, &shop, 100, 0).await;
-    let path = format!("/api/v1/variants/{v}/stock-alerts");
+    let path = alert_path(&app, &v).await;
     assert_problem(app.post(&path, None, json!({"email": "not an email"})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
         .await;
     assert_problem(app.post(&path, None, json!({})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
@@ -207,8 +217,17 @@ async fn jobs_admin_input_is_checked() {
         "validation_failed",
     )
     .await;
-    let res = app.post(&format!("/api/v1/variants/{missing}/stock-alerts"), None, json!({"email": "a@example.com"})).await;
+    let product = path.split('/').nth(4).unwrap();
+    let res =
+        app.post(&format!("/api/v1/products/{product}/variants/{missing}/stock-alerts"), None, json!({"email": "a@example.com"})).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+    // A real variant under another product (or none) is not found either.
+    let other = variant(&app, &shop, 100, 0).await;
+    for product in [product.to_owned(), missing.to_string(), "not-a-uuid".into()] {
+        let res =
+            app.post(&format!("/api/v1/products/{product}/variants/{other}/stock-alerts"), None, json!({"email": "a@example.com"})).await;
+        assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+    }
     assert_eq!(app.count("stock_subscriptions").await, 0, "bad input changed nothing");
     // Signed in: the account's address.
     let res = app.post(&path, Some(&customer), json!({})).await;

@@ -177,6 +177,46 @@ async fn rate_limits_answer_429_with_headers_and_spare_probes() {
     assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
 
+/// `RATE_LIMIT_RULES` gives chosen endpoints a policy of their own instead of the default.
+#[tokio::test]
+async fn per_endpoint_rules_replace_the_default_limit() {
+    let app = TestApp::spawn_with(|c| {
+        trusting_localhost(c);
+        c.rate_limit_rules = "carts=POST /api/v1/carts 2/1m, lines=/api/v1/carts/{id}/items 1/1m".into();
+    })
+    .await;
+    let post_as = |ip: &str, path: &str| app.req(Method::POST, path, None).header("x-forwarded-for", ip).json(&json!({})).send();
+    let mut cart = Value::Null;
+    for _ in 0..2 {
+        let res = post_as("198.51.100.7", "/api/v1/carts").await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(res.headers()["ratelimit-policy"], "\"carts\";q=2;w=60");
+        cart = res.json().await.unwrap();
+    }
+    assert_problem(post_as("198.51.100.7", "/api/v1/carts").await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(post_as("198.51.100.8", "/api/v1/carts").await.unwrap().status(), StatusCode::CREATED, "another client");
+    // Other methods and paths keep the default policy.
+    let path = format!("/api/v1/carts/{}", cart["id"].as_str().unwrap());
+    let res =
+        app.req(Method::GET, &path, None).header("x-forwarded-for", "198.51.100.7").header("x-cart-token", cart["token"].as_str().unwrap());
+    let res = res.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["ratelimit-policy"].to_str().unwrap().starts_with("\"default\""));
+    // A `{…}` segment matches any cart: the second line write is over the rule's limit of one.
+    let items = format!("{path}/items");
+    let line = |ip: &str| {
+        app.req(Method::POST, &items, None)
+            .header("x-forwarded-for", ip)
+            .header("x-cart-token", cart["token"].as_str().unwrap())
+            .json(&json!({"variant_id": uuid::Uuid::now_v7(), "quantity": 1}))
+            .send()
+    };
+    let first = line("198.51.100.7").await.unwrap();
+    assert_ne!(first.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"lines\";q=1;w=60");
+    assert_problem(line("198.51.100.7").await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
 #[tokio::test]
 async fn forwarded_for_is_ignored_from_untrusted_peers() {
     let app = TestApp::spawn_with(|c| c.rate_limit_max_requests = 2).await;
@@ -326,4 +366,25 @@ async fn shipping_rate_changes_reach_every_instance_at_once() {
     let other = new_cart(&b, &[(&v, 1)]).await;
     let res = other.req(&b, Method::GET, &format!("/api/v1/carts/{}/shipping-rates", other.id)).send().await.unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["data"], json!([]));
+}
+
+/// A rollout starts several instances at once on a database none has migrated yet: they take
+/// turns (PostgreSQL's advisory lock), so both start, and the demo catalog is seeded once.
+/// Only PostgreSQL serves several instances; SQLite's file is one instance's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_and_seed_once() {
+    if crate::support::pg_base().is_none() {
+        return;
+    }
+    let (a, b) = TestApp::spawn_pair_on_fresh_database(|c| c.seed_on_startup = Some(true)).await;
+    let (alone, _) = TestApp::spawn_pair_on_fresh_database(|c| c.seed_on_startup = Some(false)).await;
+    alone.state.shipping.seed_demo(&services::RequestMeta::system()).await.unwrap();
+    let one_seed = services::seed::demo(&alone.state.db, &alone.state.catalog).await.unwrap() as i64;
+    assert!(one_seed > 0);
+    assert_eq!(a.count("products").await, one_seed);
+    assert_eq!(a.count("shipping_zones").await, 1);
+    for app in [&a, &b] {
+        let res = app.get("/api/v1/products?limit=1", None).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
 }

@@ -63,6 +63,39 @@ pub fn drop_pg_database(base: String, name: String) {
     .join();
 }
 
+/// A test configuration on a fresh database of its own: (config, its directory, the
+/// PostgreSQL database to drop afterwards).
+async fn fresh_config(tweak: impl FnOnce(&mut Config)) -> (Config, tempfile::TempDir, Option<(String, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, pg_cleanup) = match pg_base() {
+        Some(base) => {
+            let (url, name) = create_pg_database(&base).await;
+            (url, Some((base, name)))
+        }
+        None => (format!("sqlite://{}", dir.path().join("valuva.db").display()), None),
+    };
+    let mut config = Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        database_url,
+        jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret!")),
+        email_outbox_dir: dir.path().join("outbox").display().to_string(),
+        storage_url: Secret::new(format!("file://{}", dir.path().join("uploads").display())),
+        seed_on_startup: Some(false),
+        // Tests drive housekeeping themselves, deterministically.
+        housekeeping_interval_ms: 3_600_000,
+        // Limits are tested on their own; elsewhere they would only get in the way.
+        rate_limit_max_requests: 1_000_000,
+        rate_limit_auth_max_requests: 1_000_000,
+        redis_url: redis_base().map(Secret::new),
+        redis_prefix: format!("valuva_test_{}", uuid::Uuid::now_v7().simple()),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    config.validate().expect("test config is valid");
+    (config, dir, pg_cleanup)
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
@@ -79,34 +112,32 @@ impl TestApp {
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg_cleanup) = match pg_base() {
-            Some(base) => {
-                let (url, name) = create_pg_database(&base).await;
-                (url, Some((base, name)))
-            }
-            None => (format!("sqlite://{}", dir.path().join("valuva.db").display()), None),
-        };
-        let mut config = Config {
-            host: "127.0.0.1".into(),
-            port: 0,
-            database_url,
-            jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret!")),
-            email_outbox_dir: dir.path().join("outbox").display().to_string(),
-            storage_url: Secret::new(format!("file://{}", dir.path().join("uploads").display())),
-            seed_on_startup: Some(false),
-            // Tests drive housekeeping themselves, deterministically.
-            housekeeping_interval_ms: 3_600_000,
-            // Limits are tested on their own; elsewhere they would only get in the way.
-            rate_limit_max_requests: 1_000_000,
-            rate_limit_auth_max_requests: 1_000_000,
-            redis_url: redis_base().map(Secret::new),
-            redis_prefix: format!("valuva_test_{}", uuid::Uuid::now_v7().simple()),
-            ..Config::default()
-        };
-        tweak(&mut config);
-        config.validate().expect("test config is valid");
+        let (config, dir, pg_cleanup) = fresh_config(tweak).await;
         let app = valuva::Application::build(config.clone()).await.expect("app builds");
+        Self::running(app, config, dir, pg_cleanup)
+    }
+
+    /// Two instances of one deployment starting at the same moment on a database nothing has
+    /// touched yet (both migrate it, and seed it if the config says so). The first owns it.
+    pub async fn spawn_pair_on_fresh_database(tweak: impl FnOnce(&mut Config)) -> (Self, Self) {
+        let (config, dir, pg_cleanup) = fresh_config(tweak).await;
+        let (a, b) = tokio::join!(valuva::Application::build(config.clone()), valuva::Application::build(config.clone()));
+        let (a, b) = match (a, b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                if let Some((base, name)) = pg_cleanup {
+                    drop_pg_database(base, name);
+                }
+                panic!("both instances build: {:?}, {:?}", a.err(), b.err());
+            }
+        };
+        let a = Self::running(a, config.clone(), dir, pg_cleanup);
+        let b = Self::running(b, config, tempfile::tempdir().unwrap(), None);
+        (a, b)
+    }
+
+    /// Serves `app` until the returned handle is dropped.
+    fn running(app: valuva::Application, config: Config, dir: tempfile::TempDir, pg_cleanup: Option<(String, String)>) -> Self {
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
         let state = app.state().clone();
@@ -311,22 +342,7 @@ impl TestApp {
     /// port and in-process state. The first app owns (and drops) the database.
     pub async fn sibling(&self) -> TestApp {
         let app = valuva::Application::build(self.config.clone()).await.expect("sibling builds");
-        let addr = app.local_addr();
-        let state = app.state().clone();
-        let (stop, stopped) = oneshot::channel();
-        tokio::spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
-        TestApp {
-            base: format!("http://{addr}"),
-            client: self.client.clone(),
-            state,
-            config: self.config.clone(),
-            dir: tempfile::tempdir().unwrap(),
-            metrics_addr: None,
-            pg_cleanup: None,
-            stop: Some(stop),
-        }
+        Self::running(app, self.config.clone(), tempfile::tempdir().unwrap(), None)
     }
 
     /// Statements this instance has run on (primary, replica).

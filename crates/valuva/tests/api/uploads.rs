@@ -68,6 +68,8 @@ async fn each_image_type_gets_stripped_original_and_webp_renditions() {
         assert_eq!(res.status(), StatusCode::CREATED, "{name}: {}", res.text().await.unwrap());
         let m: Value = res.json().await.unwrap();
         assert_eq!(m["content_type"], mime);
+        let id = m["id"].as_str().unwrap();
+        assert_eq!(app.count(&format!("audit_logs WHERE action = 'CREATE' AND entity_type = 'media' AND entity_id = '{id}'")).await, 1);
         assert_eq!((m["width"].as_u64(), m["height"].as_u64()), (Some(2000), Some(1000)));
         let widths: Vec<u64> = m["renditions"].as_array().unwrap().iter().map(|r| r["width"].as_u64().unwrap()).collect();
         assert_eq!(widths, [200, 800, 1600]);
