@@ -87,10 +87,11 @@ pub async fn identify_limit_route(State(state): State<AppState>, mut req: Reques
     let mut decision = None;
     if state.config.rate_limit_enabled {
         let limits = &state.limits;
+        // Login and friends keep their own policy, per address whoever claims to be calling: a
+        // broad rule (`/api/*`) must not lift the limit that slows password guessing.
         let (policy, key) = match limits.rule_for(req.method().as_str(), &path) {
+            _ if auth_route(&path) => (&limits.auth, format!("ip:{ip}")),
             Some(rule) => (&rule.policy, client.clone()),
-            // Login and friends are limited per address, whoever claims to be calling.
-            None if auth_route(&path) => (&limits.auth, format!("ip:{ip}")),
             None => (&limits.default, client.clone()),
         };
         let d = state.limiter.check(policy, &key).await;

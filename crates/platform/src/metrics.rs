@@ -65,10 +65,24 @@ fn describe() {
     describe_gauge!("valuva_process_resident_memory_bytes", Unit::Bytes, "Resident set size of the process");
 }
 
-/// The memory limit of the process's cgroup (v2 `memory.max`, e.g. a container's limit);
-/// `None` when there is none or it cannot be read.
+/// The memory limit of the process's own cgroup (a container's limit, or systemd's
+/// `MemoryMax`): cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`. `None` when there is
+/// none or it cannot be read.
 pub fn memory_limit_bytes() -> Option<u64> {
-    std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?.trim().parse().ok()
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let read = |path: String| std::fs::read_to_string(path).ok()?.trim().parse::<u64>().ok();
+    // v1 reports "no limit" as a number near 2^63.
+    limit_files(&cgroups).into_iter().find_map(read).filter(|l| *l < 1 << 60)
+}
+
+/// Where the limit of the cgroups named in `/proc/self/cgroup` is, v2 first.
+fn limit_files(cgroups: &str) -> Vec<String> {
+    // v2: the line `0::/path` (`/` inside a container's own namespace); v1: `n:memory:/path`.
+    let v2 = cgroups.lines().find_map(|l| l.strip_prefix("0::"));
+    let v1 = cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p));
+    let v2 = v2.map(|p| format!("/sys/fs/cgroup{}/memory.max", p.trim_end_matches('/')));
+    let v1 = v1.map(|p| format!("/sys/fs/cgroup/memory{}/memory.limit_in_bytes", p.trim_end_matches('/')));
+    v2.into_iter().chain(v1).collect()
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.
@@ -76,4 +90,17 @@ pub fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_limit_files_follow_the_process_cgroup() {
+        assert_eq!(super::limit_files("0::/system.slice/valuva.service\n"), ["/sys/fs/cgroup/system.slice/valuva.service/memory.max"]);
+        assert_eq!(
+            super::limit_files("4:memory:/docker/abc\n0::/\n"),
+            ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes"]
+        );
+        assert!(super::limit_files("").is_empty());
+    }
 }

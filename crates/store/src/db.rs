@@ -210,8 +210,8 @@ impl Db {
         crate::migrations::Migrator::up(&self.primary, None).await.map_err(StoreError::Migrate)
     }
 
-    pub(crate) fn primary_url(&self) -> &str {
-        self.primary_settings.url.expose()
+    pub(crate) fn primary_settings(&self) -> &DatabaseSettings {
+        &self.primary_settings
     }
 
     /// Number of migrations not yet applied (0 = schema is current).

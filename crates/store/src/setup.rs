@@ -20,7 +20,10 @@ const SETUP_LOCK_KEY: i64 = 0x76_61_6c_75_76_61;
 /// later ones find the schema current and the catalog seeded. On PostgreSQL it is a session
 /// advisory lock on a connection of its own, outside the pool: no statement timeout cuts the
 /// wait for it short, and no pooled connection can keep it by mistake (closing the connection,
-/// or the process dying, releases it). SQLite serves one instance: there is nothing to hold.
+/// or the process dying, releases it). It needs a session of its own on the server, so the URL
+/// must reach PostgreSQL directly or through a session-pooling proxy (a transaction-pooling
+/// pgbouncer would keep the lock on a shared server connection). SQLite serves one instance:
+/// there is nothing to hold.
 #[must_use = "the lock is held until released"]
 pub struct SetupLock(Option<sqlx::PgConnection>);
 
@@ -34,8 +37,20 @@ impl Db {
         if self.backend() != Backend::Postgres {
             return Ok(SetupLock(None));
         }
-        let mut conn = sqlx::PgConnection::connect(self.primary_url()).await.map_err(conn_err)?;
-        sqlx::query("SELECT pg_advisory_lock($1)").bind(SETUP_LOCK_KEY).execute(&mut conn).await.map_err(conn_err)?;
+        let settings = self.primary_settings();
+        let connect = sqlx::PgConnection::connect(settings.url.expose());
+        let mut conn = tokio::time::timeout(settings.connect_timeout, connect)
+            .await
+            .map_err(|_| conn_err(sqlx::Error::PoolTimedOut))?
+            .map_err(conn_err)?;
+        // The wait lasts as long as the other instance's migrations do: a statement timeout
+        // set for the role must not cut it short.
+        sqlx::query("SET statement_timeout = 0").execute(&mut conn).await.map_err(conn_err)?;
+        let try_lock = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(SETUP_LOCK_KEY);
+        if !try_lock.fetch_one(&mut conn).await.map_err(conn_err)? {
+            tracing::info!("another instance is migrating or seeding the database; waiting for it");
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(SETUP_LOCK_KEY).execute(&mut conn).await.map_err(conn_err)?;
+        }
         Ok(SetupLock(Some(conn)))
     }
 

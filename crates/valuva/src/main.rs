@@ -181,8 +181,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Seed { products: None, .. } => {
             let state = valuva::build_state(config).await?;
+            // Not beside an instance seeding at start-up (see `Db::setup_lock`).
+            let lock = state.db.setup_lock().await?;
             let n = services::seed::demo(&state.db, &state.catalog).await.map_err(|e| anyhow::anyhow!(describe(e)))?;
             state.shipping.seed_demo(&services::RequestMeta::system()).await.map_err(|e| anyhow::anyhow!(describe(e)))?;
+            lock.release().await;
             println!("demo catalog: {n} products created");
         }
         Command::Seed { products: Some(n), batch } => {

@@ -56,6 +56,7 @@ pub struct Checks {
     pub database: &'static str,
     pub migrations: &'static str,
     /// Absent without `REDIS_URL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<&'static str>,
     pub memory: MemoryCheck,
 }
@@ -68,6 +69,7 @@ pub struct MemoryCheck {
     pub status: &'static str,
     pub rss: Option<f64>,
     /// Absent when the process has no memory limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
 }
 

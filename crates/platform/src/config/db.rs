@@ -41,27 +41,6 @@ impl Config {
         self.db_settings("DB_READ_REPLICA_HOST", url.as_str(), max).map(Some)
     }
 
-    /// `postgres://DB_USER:DB_PASSWORD@DB_HOST:DB_PORT/DB_NAME` when `DB_HOST` is set (the
-    /// seed's variables); parts left out are left to the driver's defaults, as with libpq.
-    pub(super) fn url_from_parts(&self) -> Result<Option<String>, ConfigError> {
-        let Some(host) = &self.db_host else {
-            return Ok(None);
-        };
-        let mut url = url::Url::parse("postgres://localhost").expect("a valid base URL");
-        url.set_host(Some(host)).map_err(|e| invalid("DB_HOST", e.to_string()))?;
-        url.set_port(self.db_port).map_err(|_| invalid("DB_PORT", "cannot be set"))?;
-        if let Some(user) = &self.db_user {
-            url.set_username(user).map_err(|_| invalid("DB_USER", "cannot be set"))?;
-        }
-        if let Some(password) = &self.db_password {
-            url.set_password(Some(password.expose())).map_err(|_| invalid("DB_PASSWORD", "cannot be set"))?;
-        }
-        if let Some(name) = &self.db_name {
-            url.path_segments_mut().map_err(|_| invalid("DB_NAME", "cannot be set"))?.push(name);
-        }
-        Ok(Some(url.to_string()))
-    }
-
     fn db_settings(&self, var: &str, raw: &str, max: Option<u32>) -> Result<DatabaseSettings, ConfigError> {
         let backend = backend_of(raw).ok_or_else(|| invalid(var, "must start with sqlite:// or postgres://"))?;
         let mut url = url::Url::parse(raw).map_err(|e| invalid(var, e.to_string()))?;
@@ -100,6 +79,40 @@ impl Config {
     }
 }
 
+/// The seed's split variables: `postgres://DB_USER:DB_PASSWORD@DB_HOST:DB_PORT/DB_NAME`, when
+/// `DATABASE_URL` is unset and `DB_HOST` is set. Parts left out take the driver's defaults, as
+/// with libpq; every part is percent-encoded, so a password may hold any character.
+pub(super) fn url_from_parts(var: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    if var("DATABASE_URL").is_some() {
+        return Ok(None);
+    }
+    let parts = ["DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME"];
+    let Some(host) = var("DB_HOST") else {
+        return match parts.into_iter().find(|p| var(p).is_some()) {
+            // Falling back to SQLite would hide the mistake until the data is missed.
+            Some(p) => Err(invalid(p, "is set, but neither DB_HOST nor DATABASE_URL is")),
+            None => Ok(None),
+        };
+    };
+    let mut url = url::Url::parse("postgres://localhost").expect("a valid base URL");
+    url.set_host(Some(&host)).map_err(|e| invalid("DB_HOST", e.to_string()))?;
+    if let Some(port) = var("DB_PORT") {
+        url.set_port(Some(port.parse().map_err(|_| invalid("DB_PORT", "must be a port number"))?)).expect("a URL with a host");
+    }
+    let encode = |v: String| utf8_percent_encode(&v, NON_ALPHANUMERIC).to_string();
+    if let Some(user) = var("DB_USER") {
+        url.set_username(&encode(user)).expect("a URL with a host");
+    }
+    if let Some(password) = var("DB_PASSWORD") {
+        url.set_password(Some(&encode(password))).expect("a URL with a host");
+    }
+    if let Some(name) = var("DB_NAME") {
+        url.set_path(&encode(name));
+    }
+    Ok(Some(url.to_string()))
+}
+
 pub(super) fn backend_of(url: &str) -> Option<Backend> {
     if url.starts_with("sqlite:") {
         Some(Backend::Sqlite)
@@ -127,24 +140,38 @@ mod tests {
         assert_eq!(db.url.expose(), "postgres://u@h:5432/db?sslmode=disable");
     }
 
+    fn parts<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
     #[test]
     fn the_seeds_split_variables_make_a_postgres_url() {
-        let cfg = Config {
-            db_host: Some("db.internal".into()),
-            db_port: Some(6432),
-            db_user: Some("shop".into()),
-            db_password: Some(Secret::new("p@ss/word")),
-            db_name: Some("ecommerce".into()),
-            ..Config::default()
-        };
-        let url = cfg.url_from_parts().unwrap().unwrap();
-        assert_eq!(url, "postgres://shop:p%40ss%2Fword@db.internal:6432/ecommerce");
-        let cfg = Config { database_url: url, ..cfg };
+        let vars =
+            [("DB_HOST", "db.internal"), ("DB_PORT", "6432"), ("DB_USER", "shop"), ("DB_PASSWORD", "p@ss/w%41rd"), ("DB_NAME", "e/c")];
+        let url = url_from_parts(parts(&vars)).unwrap().unwrap();
+        assert_eq!(url, "postgres://shop:p%40ss%2Fw%2541rd@db.internal:6432/e%2Fc");
+        // The driver percent-decodes each part, and gets back exactly the values set.
+        let parsed = url::Url::parse(&url).unwrap();
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().unwrap().into_owned();
+        assert_eq!(decode(parsed.password().unwrap()), "p@ss/w%41rd");
+        assert_eq!(decode(parsed.path().trim_start_matches('/')), "e/c");
+        let cfg = Config { database_url: url, ..Config::default() };
         assert_eq!(cfg.backend(), Backend::Postgres);
-        assert_eq!(cfg.primary_db().unwrap().url.expose(), "postgres://shop:p%40ss%2Fword@db.internal:6432/ecommerce");
-        let bare = Config { db_host: Some("db".into()), ..Config::default() };
-        assert_eq!(bare.url_from_parts().unwrap().unwrap(), "postgres://db");
-        assert_eq!(Config::default().url_from_parts().unwrap(), None);
+        // Digits only is a password like any other.
+        let digits = url_from_parts(parts(&[("DB_HOST", "db"), ("DB_PASSWORD", "123456")])).unwrap().unwrap();
+        assert_eq!(digits, "postgres://:123456@db");
+        assert_eq!(url_from_parts(parts(&[("DB_HOST", "db")])).unwrap().unwrap(), "postgres://db");
+        // DATABASE_URL wins; nothing set means the embedded default.
+        assert_eq!(url_from_parts(parts(&[("DATABASE_URL", "sqlite://x.db"), ("DB_HOST", "db")])).unwrap(), None);
+        assert_eq!(url_from_parts(parts(&[])).unwrap(), None);
+    }
+
+    #[test]
+    fn split_variables_without_a_host_are_refused() {
+        let e = url_from_parts(parts(&[("DB_NAME", "ecommerce")])).unwrap_err().to_string();
+        assert!(e.contains("DB_NAME") && e.contains("DB_HOST"), "{e}");
+        let e = url_from_parts(parts(&[("DB_HOST", "db"), ("DB_PORT", "five")])).unwrap_err().to_string();
+        assert!(e.contains("DB_PORT"), "{e}");
     }
 
     #[test]

@@ -29,8 +29,8 @@ impl RateLimits {
 }
 
 /// `name=[METHOD ]PATH LIMIT/WINDOW`: requests to PATH (with METHOD, or any) count against a
-/// policy of their own instead of the default. In PATH a `{…}` segment stands for any one
-/// segment and a last segment `*` for any rest.
+/// policy of their own instead of the default (the auth routes keep theirs). In PATH a `{…}`
+/// segment stands for any one segment and a last segment `*` for any rest.
 #[derive(Debug, Clone)]
 pub struct LimitRule {
     pub method: Option<String>,
@@ -47,6 +47,8 @@ enum Segment {
 
 impl LimitRule {
     pub fn matches(&self, method: &str, path: &str) -> bool {
+        // A HEAD request runs the GET handler, and so counts as one.
+        let method = if method == "HEAD" { "GET" } else { method };
         if self.method.as_deref().is_some_and(|m| m != method) {
             return false;
         }
@@ -147,20 +149,26 @@ mod tests {
 
     #[test]
     fn rules_match_method_and_path_in_order() {
-        let l =
-            limits("checkout=POST /api/v1/checkout 30/1m, items=/api/v1/carts/{id}/items 5/10s, admin=/api/v1/admin/* 1000/1h").unwrap();
+        let l = limits(concat!(
+            "checkout=POST /api/v1/checkout 30/1m, items=/api/v1/carts/{id}/items 5/10s, ",
+            "ships=/api/v1/admin/orders/{id}/ship 9/1s, admin=/api/v1/admin/* 1000/1h, search=GET /api/v1/products 100/1m",
+        ))
+        .unwrap();
         let name = |m: &str, p: &str| l.rule_for(m, p).map(|r| r.policy.name.to_string());
+        // The first rule that matches wins: `ships` before the broader `admin`.
+        assert_eq!(name("POST", "/api/v1/admin/orders/1/ship").as_deref(), Some("ships"));
+        assert_eq!(name("HEAD", "/api/v1/products").as_deref(), Some("search"));
         assert_eq!(name("POST", "/api/v1/checkout").as_deref(), Some("checkout"));
         assert_eq!(name("GET", "/api/v1/checkout"), None);
         assert_eq!(name("POST", "/api/v1/checkout/x"), None);
         assert_eq!(name("PATCH", "/api/v1/carts/0193/items").as_deref(), Some("items"));
         assert_eq!(name("PATCH", "/api/v1/carts//items"), None);
         assert_eq!(name("GET", "/api/v1/carts/0193"), None);
-        assert_eq!(name("GET", "/api/v1/admin/orders/1/ship").as_deref(), Some("admin"));
+        assert_eq!(name("GET", "/api/v1/admin/orders/1/fulfill").as_deref(), Some("admin"));
         let checkout = &l.rule_for("POST", "/api/v1/checkout").unwrap().policy;
         assert_eq!((checkout.limit, checkout.window), (30, Duration::from_secs(60)));
         assert_eq!(l.rule_for("GET", "/api/v1/carts/1/items").unwrap().policy.window, Duration::from_secs(10));
-        assert_eq!(l.policies().len(), 5);
+        assert_eq!(l.policies().len(), 7);
         assert!(limits("").unwrap().rules.is_empty());
     }
 

@@ -32,13 +32,6 @@ pub struct Config {
     /// Unset: readable lines on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
     pub database_url: String,
-    /// The seed's split form of a PostgreSQL URL, used only when `DATABASE_URL` is unset.
-    pub db_host: Option<String>,
-    pub db_port: Option<u16>,
-    pub db_user: Option<String>,
-    #[serde(skip_serializing)]
-    pub db_password: Option<Secret>,
-    pub db_name: Option<String>,
     pub database_read_url: Option<String>,
     pub db_read_replica_host: Option<String>,
     pub db_read_replica_port: Option<u16>,
@@ -168,11 +161,6 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: None,
             database_url: "sqlite://valuva.db".into(),
-            db_host: None,
-            db_port: None,
-            db_user: None,
-            db_password: None,
-            db_name: None,
             database_read_url: None,
             db_read_replica_host: None,
             db_read_replica_port: None,
@@ -298,9 +286,8 @@ impl Config {
             let var = e.path.last().map(|k| k.to_uppercase()).unwrap_or_else(|| "environment".into());
             invalid(&var, e.kind.to_string())
         })?;
-        if std::env::var_os("DATABASE_URL").is_none()
-            && let Some(url) = cfg.url_from_parts()?
-        {
+        // Read raw: a password is any string, which figment would take for a number or unquote.
+        if let Some(url) = db::url_from_parts(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))? {
             cfg.database_url = url;
         }
         cfg.validate()?;

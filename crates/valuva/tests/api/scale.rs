@@ -182,9 +182,17 @@ async fn rate_limits_answer_429_with_headers_and_spare_probes() {
 async fn per_endpoint_rules_replace_the_default_limit() {
     let app = TestApp::spawn_with(|c| {
         trusting_localhost(c);
-        c.rate_limit_rules = "carts=POST /api/v1/carts 2/1m, lines=/api/v1/carts/{id}/items 1/1m".into();
+        c.rate_limit_rules = "carts=POST /api/v1/carts 2/1m, lines=/api/v1/carts/{id}/items 1/1m, everything=/api/* 1000/1m".into();
+        c.rate_limit_auth_max_requests = 1;
     })
     .await;
+    // No rule lifts the auth routes' own limit.
+    let login = json!({"email": "nobody@example.com", "password": "wrong password here"});
+    let try_login = || app.req(Method::POST, "/api/v1/auth/login", None).header("x-forwarded-for", "198.51.100.9").json(&login).send();
+    let first = try_login().await.unwrap();
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"auth\";q=1;w=60");
+    assert_problem(try_login().await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     let post_as = |ip: &str, path: &str| app.req(Method::POST, path, None).header("x-forwarded-for", ip).json(&json!({})).send();
     let mut cart = Value::Null;
     for _ in 0..2 {
@@ -195,13 +203,13 @@ async fn per_endpoint_rules_replace_the_default_limit() {
     }
     assert_problem(post_as("198.51.100.7", "/api/v1/carts").await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     assert_eq!(post_as("198.51.100.8", "/api/v1/carts").await.unwrap().status(), StatusCode::CREATED, "another client");
-    // Other methods and paths keep the default policy.
+    // Other methods and paths fall through to the next rule that matches.
     let path = format!("/api/v1/carts/{}", cart["id"].as_str().unwrap());
     let res =
         app.req(Method::GET, &path, None).header("x-forwarded-for", "198.51.100.7").header("x-cart-token", cart["token"].as_str().unwrap());
     let res = res.send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["ratelimit-policy"].to_str().unwrap().starts_with("\"default\""));
+    assert!(res.headers()["ratelimit-policy"].to_str().unwrap().starts_with("\"everything\""));
     // A `{…}` segment matches any cart: the second line write is over the rule's limit of one.
     let items = format!("{path}/items");
     let line = |ip: &str| {
