@@ -59,6 +59,10 @@ fn describe() {
     describe_histogram!("valuva_db_query_duration_seconds", Unit::Seconds, "Database statement latency by operation");
     describe_gauge!("valuva_db_pool_connections", "Database pool connections by pool and state (idle, in_use, max)");
     describe_counter!("valuva_orders_total", "Order events: created, paid, cancelled, expired, refunded");
+    describe_counter!(
+        "valuva_payments_after_close_total",
+        "Payments a provider took for an order already cancelled, by provider (staff refund them there)"
+    );
     describe_counter!("valuva_catalog_operations_total", "Catalog writes by entity and operation");
     describe_counter!("valuva_checkout_retries_total", "SERIALIZABLE checkout/transition transactions re-run after a conflict");
     describe_counter!("valuva_housekeeping_runs_total", "Background task runs by task and outcome");

@@ -15,10 +15,13 @@ use uuid::Uuid;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatchRequest {
+    /// A new email needs `current_password`.
     pub email: Option<String>,
     /// `null` clears the name.
     #[serde(default, deserialize_with = "nullable")]
     pub name: Option<Option<String>>,
+    #[schema(format = Password)]
+    pub current_password: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -61,13 +64,13 @@ pub async fn get_me(State(state): State<AppState>, auth: Auth) -> Result<axum::J
 
 /// Change the caller's name or email.
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", security(("bearer" = [])), request_body = ProfilePatchRequest,
-    responses((status = 200, body = UserView), (status = 409, description = "email taken"), (status = 422)))]
+    responses((status = 200, body = UserView), (status = 403, description = "wrong current password"), (status = 409, description = "email taken"), (status = 422)))]
 pub async fn patch_me(
     State(state): State<AppState>,
     auth: Auth,
     Json(req): Json<ProfilePatchRequest>,
 ) -> Result<axum::Json<UserView>, ApiError> {
-    let patch = ProfilePatch { email: req.email, name: req.name };
+    let patch = ProfilePatch { email: req.email, name: req.name, current_password: req.current_password };
     Ok(axum::Json(state.identity.update_me(&auth.meta, auth.actor.id, patch).await?))
 }
 

@@ -13,8 +13,8 @@ use crate::{
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::{Address, AddressInput, Availability, Currency, Email};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
-    QueryResult, QuerySelect, QueryTrait, RelationTrait, Select, Set, Statement, UpdateMany,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QueryResult, QuerySelect,
+    QueryTrait, RelationTrait, Select, Statement, UpdateMany,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -362,16 +362,31 @@ impl CartService {
             .order_by_desc(carts::Column::UpdatedAt)
             .one(&tx)
             .await?;
-        // The guest cart is written in either case: its version moves.
-        let guest_version = guest_cart.version + 1;
-        let target = match own.filter(|c| c.currency == guest_cart.currency) {
-            None => {
-                let mut am: carts::ActiveModel = guest_cart.into();
-                am.user_id = Set(Some(user));
-                am.updated_at = Set(Utc::now());
-                am.version = Set(guest_version);
-                am.update(&tx).await?.id
-            }
+        // The guest cart is claimed first, by one conditional update that takes its row lock:
+        // if a checkout converted it, or any write moved its version, since it was read, the
+        // update matches nothing and the merge stops, rather than copying lines just ordered or
+        // turning a converted cart back into an open one.
+        let target = own.filter(|c| c.currency == guest_cart.currency);
+        let mut claim = carts::Entity::update_many()
+            .col_expr(carts::Column::Version, Expr::value(guest_cart.version + 1))
+            .col_expr(carts::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(carts::Column::Id.eq(guest))
+            .filter(carts::Column::Status.eq("active"))
+            .filter(carts::Column::Version.eq(guest_cart.version));
+        claim = match &target {
+            // The guest token stops opening it: on a shared device, whoever finds the token
+            // later must not reach the customer's cart (its address, its order). The customer
+            // reaches it with their bearer token; nobody knows the new one.
+            None => claim
+                .col_expr(carts::Column::UserId, Expr::value(Some(user)))
+                .col_expr(carts::Column::TokenHash, Expr::value(new_secret_token().1)),
+            Some(_) => claim.col_expr(carts::Column::Status, Expr::value("merged")),
+        };
+        if claim.exec(&tx).await?.rows_affected == 0 {
+            return Err(ServiceError::conflict("cart_changed", "the cart changed meanwhile"));
+        }
+        let target = match target {
+            None => guest,
             Some(own) => {
                 // The customer's cart gets lines without its row lock: its version moves, so a
                 // line write that read it before this merge does not apply.
@@ -384,10 +399,6 @@ impl CartService {
                 for item in items {
                     lines::add_quantity(&tx, own.id, item.variant_id, item.quantity).await?;
                 }
-                let mut am: carts::ActiveModel = guest_cart.into();
-                am.status = Set("merged".into());
-                am.version = Set(guest_version);
-                am.update(&tx).await?;
                 own.id
             }
         };

@@ -10,6 +10,9 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use store::entities::{password_reset_tokens as resets, refresh_tokens as rt, users};
 use uuid::Uuid;
 
+/// The least time between two reset emails to one account.
+const RESET_EMAIL_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// What a successful register/login/refresh hands back.
 #[derive(Debug, Clone)]
 pub struct AuthSession {
@@ -168,14 +171,25 @@ impl IdentityService {
     }
 
     /// Always succeeds from the caller's point of view, so it cannot be used to probe which
-    /// emails have accounts. When the account exists, a single-use token is emailed.
+    /// emails have accounts. When the account exists, a single-use token is emailed (at most
+    /// one a minute).
     pub async fn forgot_password(&self, meta: &RequestMeta, email: &str) -> ServiceResult<()> {
         let email = Email::parse(email).map_err(|e| ServiceError::field("email", e.0))?;
         let Some(user) = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(self.db.primary()).await? else {
             return Ok(());
         };
-        let (token, token_hash) = new_secret_token();
         let now = Utc::now();
+        // One email per account per RESET_EMAIL_INTERVAL: the per-address rate limit does not
+        // stop someone with many addresses from flooding one inbox. The earlier token works.
+        let recent = resets::Entity::find()
+            .filter(resets::Column::UserId.eq(user.id))
+            .filter(resets::Column::CreatedAt.gt(now - RESET_EMAIL_INTERVAL))
+            .one(self.db.primary())
+            .await?;
+        if recent.is_some() {
+            return Ok(());
+        }
+        let (token, token_hash) = new_secret_token();
         let tx = self.db.begin().await?;
         resets::ActiveModel {
             id: Set(domain::new_id()),

@@ -29,11 +29,13 @@ impl From<users::Model> for UserView {
     }
 }
 
-/// `PATCH /me`: absent fields stay as they are; `name: null` clears the name.
+/// `PATCH /me`: absent fields stay as they are; `name: null` clears the name. A new email
+/// needs the current password.
 #[derive(Debug, Default)]
 pub struct ProfilePatch {
     pub email: Option<String>,
     pub name: Option<Option<String>>,
+    pub current_password: Option<String>,
 }
 
 pub(crate) fn parse_name(name: Option<&str>, errs: &mut Errors) -> Option<String> {
@@ -45,6 +47,22 @@ pub(crate) fn parse_name(name: Option<&str>, errs: &mut Errors) -> Option<String
 }
 
 impl IdentityService {
+    /// The email is how an account is recovered (password reset), so changing it takes the
+    /// password too: otherwise a stolen access token, valid for minutes, would become the
+    /// account for good (new email, then a reset). Checked before the row is locked, since
+    /// argon2 takes a while.
+    async fn confirm_email_change(&self, id: Uuid, email: &Email, password: Option<&str>) -> ServiceResult<()> {
+        let user = users::Entity::find_by_id(id).one(self.db.primary()).await?.ok_or(ServiceError::not_found("user"))?;
+        if user.email == email.as_str() {
+            return Ok(());
+        }
+        let password = password.ok_or_else(|| ServiceError::field("current_password", "is required to change the email"))?;
+        if !password::verify(password, &user.password_hash).await {
+            return Err(ServiceError::forbidden("wrong_password", "the current password is not right"));
+        }
+        Ok(())
+    }
+
     pub async fn me(&self, id: Uuid) -> ServiceResult<UserView> {
         users::Entity::find_by_id(id).one(self.db.primary()).await?.map(UserView::from).ok_or(ServiceError::not_found("user"))
     }
@@ -54,6 +72,9 @@ impl IdentityService {
         let email = patch.email.as_deref().and_then(|e| errs.check("email", Email::parse(e)));
         let name = patch.name.as_ref().map(|n| parse_name(n.as_deref(), &mut errs));
         errs.finish()?;
+        if let Some(e) = &email {
+            self.confirm_email_change(id, e, patch.current_password.as_deref()).await?;
+        }
         let tx = self.db.begin().await?;
         let current = users::Entity::find_by_id(id).lock_exclusive().one(&tx).await?.ok_or(ServiceError::not_found("user"))?;
         let old = UserView::from(current.clone());

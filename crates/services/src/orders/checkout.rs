@@ -134,22 +134,29 @@ impl OrderService {
         let currency = Currency::parse(&response.order.currency).map_err(|e| ServiceError::internal(e.0))?;
         let amount = Money::price(response.order.total.amount, currency).map_err(|e| ServiceError::internal(e.0))?;
         let order_id = response.order.id;
-        let started = provider.start(order_id, amount, &key).await.map_err(crate::payments::unavailable)?;
+        let started = provider.start(order_id, amount).await.map_err(crate::payments::unavailable)?;
         if started.status == response.payment.status && started.reference.is_none() && started.client_secret.is_none() {
             // Nothing to add (the manual provider): the stored response already says it all.
             return Ok(Outcome::Fresh(response));
         }
+        let stored = response.clone();
         let response = CheckoutResponse {
             payment: PaymentView { status: started.status.into(), client_secret: started.client_secret.clone(), ..response.payment },
             ..response
         };
         let tx = self.db.begin().await?;
-        payments::Entity::update_many()
+        let updated = payments::Entity::update_many()
             .col_expr(payments::Column::Reference, Expr::value(started.reference.clone()))
             .col_expr(payments::Column::Status, Expr::value(started.status))
             .filter(payments::Column::OrderId.eq(order_id))
+            .filter(payments::Column::Status.eq("pending"))
             .exec(&tx)
             .await?;
+        if updated.rows_affected == 0 {
+            // Cancelled (or paid) while the provider answered: the stored response stands, and
+            // no client secret invites paying an order that is closed.
+            return Ok(Outcome::Fresh(stored));
+        }
         key_record.claim().complete(&tx, 201, &response).await?;
         tx.commit().await?;
         Ok(Outcome::Fresh(response))

@@ -195,7 +195,9 @@ impl OrderService {
         if access.staff || (access.user.is_some() && order.user_id == access.user) {
             return Ok(order);
         }
-        if let Some(token) = &access.cart_token {
+        // A cart token reaches guest orders only: a customer's order is theirs to see, with
+        // their bearer token, whoever kept the cart token of the cart it came from.
+        if let Some(token) = access.cart_token.as_ref().filter(|_| order.user_id.is_none()) {
             let cart = carts::Entity::find_by_id(order.cart_id).one(conn).await?;
             if cart.is_some_and(|c| c.token_hash == hash_token(token)) {
                 return Ok(order);

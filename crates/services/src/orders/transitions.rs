@@ -215,6 +215,18 @@ impl OrderService {
                 {
                     return Err(ServiceError::conflict("invalid_transition", "customers can cancel only unpaid orders; contact the shop"));
                 }
+                // Staff record payments made outside the system. An order paid through a
+                // provider is paid by that provider's webhook: marked paid here, its refunds
+                // and cancellation would go to a provider that holds no money for it.
+                if event == OrderEvent::Pay && order.payment_provider != "manual" {
+                    return Err(ServiceError::conflict(
+                        "paid_at_provider",
+                        format!(
+                            "this order is paid through {}; its payment is recorded when the provider confirms it",
+                            order.payment_provider
+                        ),
+                    ));
+                }
                 let updated = self.apply_event(&tx, meta, order, event, ship.as_ref()).await?;
                 let view = self.view(&tx, updated).await?;
                 if let Some(c) = &claim {

@@ -65,6 +65,20 @@ fn provider_id(v: &serde_json::Value) -> ServiceResult<String> {
     Ok(id)
 }
 
+/// What a Shopify event is recorded as, for replays to be found by. The HMAC covers only the
+/// body, so `X-Shopify-Event-Id` (and the topic) could be rewritten by anyone re-sending a
+/// captured event: a refund re-sent under a fresh event id must still be the same refund. So
+/// the events that change an order are known by the signed ids in their body — the Shopify
+/// order's id for `orders/paid` (it is paid once), the refund's id for `refunds/create`.
+fn shopify_event_key(topic: &str, payload: &serde_json::Value, event_id: &str) -> ServiceResult<String> {
+    let key = match topic {
+        "orders/paid" | "refunds/create" => format!("{topic}:{}", provider_id(&payload["id"])?),
+        _ => return Ok(event_id.to_owned()),
+    };
+    storable(&key)?;
+    Ok(key)
+}
+
 fn ack(outcome: &'static str) -> WebhookAck {
     WebhookAck { received: true, outcome }
 }
@@ -217,8 +231,8 @@ fn minor_units(amount: &str, digits: u8) -> Option<i64> {
 }
 
 impl OrderService {
-    /// `POST /webhooks/shopify`: verifies `X-Shopify-Hmac-Sha256`, de-duplicates by
-    /// `X-Shopify-Event-Id`, and applies `orders/paid` (the Shopify order carries our order id
+    /// `POST /webhooks/shopify`: verifies `X-Shopify-Hmac-Sha256`, de-duplicates by the signed
+    /// ids in the body ([`shopify_event_key`]), and applies `orders/paid` (the Shopify order carries our order id
     /// in its `note_attributes` as `valuva_order_id`) and `refunds/create`.
     pub async fn shopify_webhook(
         &self,
@@ -238,9 +252,10 @@ impl OrderService {
         let payload: serde_json::Value =
             serde_json::from_slice(body).map_err(|_| ServiceError::bad_request("malformed_event", "the event is not JSON"))?;
         let meta = RequestMeta { user_agent: Some("shopify-webhook".into()), ..meta.clone() };
+        let key = shopify_event_key(&topic, &payload, event_id)?;
         with_retry(|| async {
             let tx = self.db.begin_serializable().await?;
-            if !record_event(&tx, "shopify", event_id, &topic).await? {
+            if !record_event(&tx, "shopify", &key, &topic).await? {
                 return Ok(ack("duplicate"));
             }
             let outcome = match topic.as_str() {
@@ -286,6 +301,13 @@ impl OrderService {
                         let order = orders::Model { payment_provider: "shopify".into(), ..order };
                         self.apply_event(&tx, &meta, order, OrderEvent::Pay, None).await?;
                         "applied"
+                    } else if order.status == OrderStatus::Cancelled.as_str() {
+                        // Shopify holds money for an order whose stock went back on sale, and
+                        // no refund API is called from here (Shopify is refunded in Shopify):
+                        // staff must see it. The audit row above records it.
+                        tracing::warn!(order = %order.id, shopify_order = %shopify_id, "Shopify took payment for a cancelled order; refund it in Shopify");
+                        metrics::counter!("valuva_payments_after_close_total", "provider" => "shopify").increment(1);
+                        "paid_after_close"
                     } else {
                         "already_applied"
                     }

@@ -50,7 +50,10 @@ pub fn unavailable(e: ProviderError) -> crate::ServiceError {
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync {
     fn name(&self) -> &'static str;
-    async fn start(&self, order_id: Uuid, amount: Money, idempotency_key: &str) -> Result<PaymentStart, ProviderError>;
+    /// Starts the payment of one order. Retries for the same order are one payment: a
+    /// provider's own idempotency key derives from `order_id`, which is unique and stable (a
+    /// client's key is scoped to its cart and caller, and may be longer than the provider takes).
+    async fn start(&self, order_id: Uuid, amount: Money) -> Result<PaymentStart, ProviderError>;
     async fn refund(&self, reference: Option<&str>, amount: Money, idempotency_key: &str) -> Result<RefundResult, ProviderError>;
 }
 
@@ -62,7 +65,7 @@ impl PaymentProvider for Manual {
     fn name(&self) -> &'static str {
         "manual"
     }
-    async fn start(&self, _: Uuid, _: Money, _: &str) -> Result<PaymentStart, ProviderError> {
+    async fn start(&self, _: Uuid, _: Money) -> Result<PaymentStart, ProviderError> {
         Ok(PaymentStart { status: "pending", reference: None, client_secret: None })
     }
     async fn refund(&self, _: Option<&str>, _: Money, _: &str) -> Result<RefundResult, ProviderError> {

@@ -98,14 +98,14 @@ impl PaymentProvider for Stripe {
         "stripe"
     }
 
-    async fn start(&self, order_id: Uuid, amount: Money, idempotency_key: &str) -> Result<PaymentStart, ProviderError> {
+    async fn start(&self, order_id: Uuid, amount: Money) -> Result<PaymentStart, ProviderError> {
         let form = [
             ("amount", amount.amount().to_string()),
             ("currency", amount.currency().code().to_lowercase()),
             ("metadata[order_id]", order_id.to_string()),
             ("automatic_payment_methods[enabled]", "true".into()),
         ];
-        let intent: Intent = self.post("/v1/payment_intents", &form, &format!("valuva-intent-{idempotency_key}")).await?;
+        let intent: Intent = self.post("/v1/payment_intents", &form, &format!("valuva-intent-{order_id}")).await?;
         let status = if intent.status == "succeeded" { "succeeded" } else { "pending" };
         Ok(PaymentStart { status, reference: Some(intent.id), client_secret: intent.client_secret })
     }

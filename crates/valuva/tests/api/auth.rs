@@ -118,6 +118,13 @@ async fn password_reset_by_emailed_single_use_token() {
     };
     let text = std::fs::read_to_string(mail).unwrap();
     assert!(text.contains("To: forgetful@example.com"));
+    // Asking again at once sends nothing more (one email a minute per account), same answer.
+    for _ in 0..3 {
+        let res = app.post("/api/v1/auth/password/forgot", None, json!({"email": "forgetful@example.com"})).await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(app.count("password_reset_tokens").await, 1);
+    assert_eq!(app.count("jobs WHERE kind = 'email.password_reset'").await, 1);
     let token = text.lines().find_map(|l| l.strip_prefix("Your reset token: ")).unwrap().trim().to_owned();
 
     let res = app.post("/api/v1/auth/password/reset", None, json!({"token": token, "password": "short"})).await;

@@ -62,6 +62,46 @@ async fn a_guest_cart_merges_into_the_customers_cart_at_login() {
     assert!(res.json::<Value>().await.unwrap()["cart_id"].is_null());
 }
 
+/// A guest cart handed to a customer at login, or an order a signed-in customer places, is
+/// theirs alone: the cart token left behind on a shared device opens neither.
+#[tokio::test]
+async fn a_cart_token_left_behind_opens_no_customer_cart_or_order() {
+    let app = TestApp::spawn().await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 100, 50).await;
+    app.register("cy@example.com").await;
+    let guest = cart(&app, &[(&v, 1)]).await;
+    let login = json!({"email": "cy@example.com", "password": PASSWORD, "cart_id": guest.id});
+    let res = app.req(Method::POST, "/api/v1/auth/login", None).header("x-cart-token", &guest.token).json(&login).send().await.unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["cart_id"], guest.id.as_str(), "handed over, not merged: the customer had no cart");
+    let cy = body["access_token"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/carts/{}", guest.id);
+    assert_problem(guest.req(&app, Method::GET, &path).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(app.get(&path, Some(&cy)).await.status(), StatusCode::OK);
+
+    let other = cart(&app, &[(&v, 1)]).await;
+    let rate = rate(&app, &other).await;
+    let res = other
+        .req(&app, Method::POST, "/api/v1/checkout")
+        .bearer_auth(&cy)
+        .header("idempotency-key", "left-behind")
+        .json(&json!({"cart_id": other.id, "shipping_rate_id": rate}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let order: Value = res.json().await.unwrap();
+    let order_path = format!("/api/v1/orders/{}", order["order"]["id"].as_str().unwrap());
+    assert_problem(other.req(&app, Method::GET, &order_path).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(app.get(&order_path, Some(&cy)).await.status(), StatusCode::OK);
+    // A guest's own order stays reachable with its cart token.
+    let anon = cart(&app, &[(&v, 1)]).await;
+    let order: Value = checkout(&app, &anon).await.json().await.unwrap();
+    let anon_path = format!("/api/v1/orders/{}", order["order"]["id"].as_str().unwrap());
+    assert_eq!(anon.req(&app, Method::GET, &anon_path).send().await.unwrap().status(), StatusCode::OK);
+}
+
 async fn snapshot(app: &TestApp) -> Vec<i64> {
     let mut v = Vec::new();
     for t in [

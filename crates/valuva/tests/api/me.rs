@@ -16,13 +16,24 @@ async fn profile_can_be_changed_and_email_stays_unique() {
     assert_eq!(res.json::<Value>().await.unwrap()["name"], "Me Myself");
     let res = app.patch("/api/v1/me", Some(&token), json!({"name": null})).await;
     assert!(res.json::<Value>().await.unwrap()["name"].is_null());
-    let res = app.patch("/api/v1/me", Some(&token), json!({"email": "TAKEN@example.com"})).await;
+    let with_password = |email: &str| json!({"email": email, "current_password": crate::support::PASSWORD});
+    let res = app.patch("/api/v1/me", Some(&token), with_password("TAKEN@example.com")).await;
     assert_problem(res, StatusCode::CONFLICT, "email_taken").await;
     let res = app.patch("/api/v1/me", Some(&token), json!({"email": "not-an-email"})).await;
     let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "email");
+    // A token alone cannot move the account to another address: that takes the password.
+    let res = app.patch("/api/v1/me", Some(&token), json!({"email": "thief@example.com"})).await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "current_password");
+    let res = app.patch("/api/v1/me", Some(&token), json!({"email": "thief@example.com", "current_password": "guess guess guess"})).await;
+    assert_problem(res, StatusCode::FORBIDDEN, "wrong_password").await;
     let me: Value = app.get("/api/v1/me", Some(&token)).await.json().await.unwrap();
     assert_eq!(me["email"], "me@example.com");
+    // The same address again needs nothing; a new one with the password is taken.
+    assert_eq!(app.patch("/api/v1/me", Some(&token), json!({"email": "ME@example.com"})).await.status(), StatusCode::OK);
+    let res = app.patch("/api/v1/me", Some(&token), with_password("new@example.com")).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["email"], "new@example.com");
 }
 
 #[tokio::test]

@@ -68,17 +68,27 @@ async fn orders_paid_and_refunds_from_shopify() {
     let res: Value = deliver(&app, "orders/paid", "e1", &event, &sign(&event)).await.json().await.unwrap();
     assert_eq!(res["outcome"], "duplicate");
 
-    let refund = |amount: i64| {
-        json!({"id": 1, "order_id": 820982911946154508i64, "transactions": [{"kind": "refund", "status": "success", "amount": decimal(amount)}]}).to_string()
+    // A payment already recorded, re-sent under a fresh event id (the header is not signed).
+    let res: Value = deliver(&app, "orders/paid", "forged-1", &event, &sign(&event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "duplicate");
+
+    let refund = |refund_id: i64, amount: i64| {
+        json!({"id": refund_id, "order_id": 820982911946154508i64, "transactions": [{"kind": "refund", "status": "success", "amount": decimal(amount)}]}).to_string()
     };
-    let r1 = refund(1000);
+    let r1 = refund(1, 1000);
     let res: Value = deliver(&app, "refunds/create", "e2", &r1, &sign(&r1)).await.json().await.unwrap();
     assert_eq!(res["outcome"], "applied");
     assert_eq!(status().await["refunded_total"]["amount"], 1000);
-    let too_much = refund(total);
+    // Someone holding that signed refund re-sends it with new event ids: it is still refund 1.
+    for forged in ["forged-2", "forged-3"] {
+        let res: Value = deliver(&app, "refunds/create", forged, &r1, &sign(&r1)).await.json().await.unwrap();
+        assert_eq!(res["outcome"], "duplicate");
+    }
+    assert_eq!(status().await["refunded_total"]["amount"], 1000);
+    let too_much = refund(2, total);
     let res: Value = deliver(&app, "refunds/create", "e3", &too_much, &sign(&too_much)).await.json().await.unwrap();
     assert_eq!(res["outcome"], "amount_mismatch");
-    let rest = refund(total - 1000);
+    let rest = refund(3, total - 1000);
     deliver(&app, "refunds/create", "e4", &rest, &sign(&rest)).await;
     let order = status().await;
     assert_eq!((order["status"].as_str(), order["refunded_total"]["amount"].as_i64()), (Some("refunded"), Some(total)));
@@ -137,8 +147,8 @@ async fn shopify_events_that_cannot_apply_change_nothing() {
 
     // Two amounts near i64::MAX and a small one: summed, they would wrap to a 1-cent refund.
     let huge = json!({"kind": "refund", "status": "success", "amount": "92233720368547758.07"});
-    let wraps =
-        json!({"order_id": 4242, "transactions": [huge, huge, {"kind": "refund", "status": "success", "amount": "0.03"}]}).to_string();
+    let wraps = json!({"id": 9, "order_id": 4242, "transactions": [huge, huge, {"kind": "refund", "status": "success", "amount": "0.03"}]})
+        .to_string();
     let res: Value = deliver(&app, "refunds/create", "r1", &wraps, &sign(&wraps)).await.json().await.unwrap();
     assert_eq!(res["outcome"], "amount_mismatch");
     let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
@@ -155,5 +165,15 @@ async fn shopify_events_that_cannot_apply_change_nothing() {
         app.post(&format!("/api/v1/admin/orders/{other}/refunds"), Some(&shop.staff), json!({"amount": 1})).await.status(),
         StatusCode::CREATED
     );
+    // Paid in Shopify after the order was cancelled here: kept cancelled, and answered so
+    // that it stands out (the audit trail and a metric record it for staff to refund there).
+    let (closed, total) = placed(&app, &cart(&app, &[(&v, 1)]).await).await;
+    assert_eq!(app.post(&format!("/api/v1/admin/orders/{closed}/cancel"), Some(&shop.staff), json!({})).await.status(), StatusCode::OK);
+    let late = paid(json!(778), &closed, total);
+    let res: Value = deliver(&app, "orders/paid", "p3", &late, &sign(&late)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "paid_after_close");
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{closed}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!(view["status"], "cancelled");
+    assert_eq!(app.count(&format!("audit_logs WHERE action = 'PAYMENT' AND entity_id = '{closed}'")).await, 1);
     assert_ledger_ok(&app).await;
 }

@@ -39,7 +39,9 @@ async fn intents(
         return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": {"type": "api_error"}})));
     }
     assert!(headers["authorization"].to_str().unwrap().starts_with("Bearer sk_test"));
+    // Stripe's keys are account-wide and at most 255 characters: one per order.
     let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+    assert_eq!(key, format!("valuva-intent-{}", form["metadata[order_id]"]));
     let mut keys = f.keys.lock().unwrap();
     let id = keys.entry(key).or_insert_with(|| format!("pi_{}", uuid::Uuid::now_v7().simple())).clone();
     f.intents.lock().unwrap().push(form.clone());
@@ -106,16 +108,40 @@ fn succeeded(event: &str, intent: &str, amount: i64, currency: &str) -> String {
 }
 
 async fn stripe_checkout(app: &TestApp, c: &Cart) -> Value {
+    stripe_checkout_with_key(app, c, &uuid::Uuid::now_v7().to_string()).await
+}
+
+async fn stripe_checkout_with_key(app: &TestApp, c: &Cart, key: &str) -> Value {
     let r = rate(app, c).await;
     let res = c
         .req(app, Method::POST, "/api/v1/checkout")
-        .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+        .header("idempotency-key", key)
         .json(&json!({"cart_id": c.id, "shipping_rate_id": r, "payment_provider": "stripe"}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     res.json().await.unwrap()
+}
+
+/// A client's key is its own (scoped to its cart): two shoppers who send the same key, of the
+/// longest length accepted, each get a PaymentIntent of their own.
+#[tokio::test]
+async fn each_order_gets_its_own_intent_whatever_key_the_client_sent() {
+    let (url, fake) = fake_stripe().await;
+    let app = stripe_app(&url, |_| {}).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 2500, 5).await;
+    let key = "k".repeat(255);
+    let a = stripe_checkout_with_key(&app, &cart(&app, &[(&v, 1)]).await, &key).await;
+    let b = stripe_checkout_with_key(&app, &cart(&app, &[(&v, 1)]).await, &key).await;
+    assert_ne!(a["order"]["id"], b["order"]["id"]);
+    assert_ne!(a["payment"]["client_secret"], b["payment"]["client_secret"]);
+    assert_eq!(fake.intents.lock().unwrap().len(), 2);
+    // Its payment comes from Stripe's webhook: staff cannot record it by hand.
+    let res =
+        app.post(&format!("/api/v1/admin/orders/{}/mark-paid", a["order"]["id"].as_str().unwrap()), Some(&shop.staff), json!({})).await;
+    assert_problem(res, StatusCode::CONFLICT, "paid_at_provider").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,6 +128,9 @@ impl TestApp {
                 if let Some((base, name)) = pg_cleanup {
                     drop_pg_database(base, name);
                 }
+                if let Some(url) = &config.redis_url {
+                    drop_redis_keys(url.expose(), &config.redis_prefix);
+                }
                 panic!("both instances build: {:?}, {:?}", a.err(), b.err());
             }
         };
