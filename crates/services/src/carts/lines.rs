@@ -8,7 +8,7 @@ use uuid::Uuid;
 /// Units of one variant a single cart line may hold.
 pub const MAX_LINE_QUANTITY: i32 = 100;
 /// Distinct lines a cart may hold.
-const MAX_LINES: usize = 100;
+pub(super) const MAX_LINES: usize = 100;
 
 fn check_quantity(q: i64) -> ServiceResult<i32> {
     if (1..=MAX_LINE_QUANTITY as i64).contains(&q) {

@@ -13,8 +13,8 @@ use crate::{
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::{Address, AddressInput, Availability, Currency, Email};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QueryResult, QuerySelect,
-    QueryTrait, RelationTrait, Select, Statement, UpdateMany,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QueryResult,
+    QuerySelect, QueryTrait, RelationTrait, Select, Statement, UpdateMany,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -398,6 +398,14 @@ impl CartService {
                 let items = cart_items::Entity::find().filter(cart_items::Column::CartId.eq(guest)).all(&tx).await?;
                 for item in items {
                     lines::add_quantity(&tx, own.id, item.variant_id, item.quantity).await?;
+                }
+                let count = cart_items::Entity::find().filter(cart_items::Column::CartId.eq(own.id)).count(&tx).await?;
+                if count as usize > lines::MAX_LINES {
+                    // Rolled back: both carts stay as they were.
+                    return Err(ServiceError::conflict(
+                        "cart_full",
+                        format!("together the carts hold more than {} lines", lines::MAX_LINES),
+                    ));
                 }
                 own.id
             }

@@ -102,6 +102,38 @@ async fn a_cart_token_left_behind_opens_no_customer_cart_or_order() {
     assert_eq!(anon.req(&app, Method::GET, &anon_path).send().await.unwrap().status(), StatusCode::OK);
 }
 
+/// A merge never makes a cart hold more lines than a cart may: a full customer cart takes no
+/// guest lines, and both carts stay as they were.
+#[tokio::test]
+async fn a_merge_that_would_overfill_the_customers_cart_merges_nothing() {
+    use sea_orm::{EntityTrait, QuerySelect};
+    let app = TestApp::spawn().await;
+    services::seed::bulk(&app.state.db, 51, 51, |_| {}).await.unwrap();
+    let ids: Vec<uuid::Uuid> = store::entities::variants::Entity::find()
+        .select_only()
+        .column(store::entities::variants::Column::Id)
+        .limit(101)
+        .into_tuple()
+        .all(app.state.db.primary())
+        .await
+        .unwrap();
+    let dee = app.customer_token("dee@example.com").await;
+    let own: Value = app.post("/api/v1/carts", Some(&dee), json!({})).await.json().await.unwrap();
+    let own_items = format!("/api/v1/carts/{}/items", own["id"].as_str().unwrap());
+    for v in &ids[..100] {
+        assert_eq!(app.post(&own_items, Some(&dee), json!({"variant_id": v, "quantity": 1})).await.status(), StatusCode::OK);
+    }
+    let guest = cart(&app, &[(&ids[100].to_string(), 1)]).await;
+    let login = json!({"email": "dee@example.com", "password": PASSWORD, "cart_id": guest.id});
+    let res = app.req(Method::POST, "/api/v1/auth/login", None).header("x-cart-token", &guest.token).json(&login).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the login itself succeeds");
+    assert!(res.json::<Value>().await.unwrap()["cart_id"].is_null());
+    let still: Value = guest.req(&app, Method::GET, &format!("/api/v1/carts/{}", guest.id)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(still["items"].as_array().unwrap().len(), 1);
+    let mine: Value = app.get(&format!("/api/v1/carts/{}", own["id"].as_str().unwrap()), Some(&dee)).await.json().await.unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 100);
+}
+
 async fn snapshot(app: &TestApp) -> Vec<i64> {
     let mut v = Vec::new();
     for t in [
