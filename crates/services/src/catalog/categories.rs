@@ -193,8 +193,13 @@ impl CatalogService {
         am.updated_at = Set(Utc::now());
         let new = view(am.update(&tx).await.map_err(slug_conflict)?);
         audit::record(&tx, meta, Change::new(AuditAction::Update, "category", id).old(&old).new_values(&new)).await?;
+        // Product pages show their categories' names and slugs.
+        let shown = if new.name != old.name || new.slug != old.slug { products_in(&tx, id).await? } else { Vec::new() };
         tx.commit().await?;
         self.cache.categories_changed().await;
+        if !shown.is_empty() {
+            self.cache.products_changed(&shown, &[]).await;
+        }
         super::count("category", "update");
         Ok(new)
     }
@@ -221,6 +226,7 @@ impl CatalogService {
             .filter(categories::Column::ParentId.eq(id))
             .exec(&tx)
             .await?;
+        let detached = products_in(&tx, id).await?;
         pc::Entity::delete_many().filter(pc::Column::CategoryId.eq(id)).exec(&tx).await?;
         categories::Entity::delete_by_id(id).exec(&tx).await?;
         let change = Change::new(AuditAction::Delete, "category", id)
@@ -229,6 +235,9 @@ impl CatalogService {
         audit::record(&tx, meta, change).await?;
         tx.commit().await?;
         self.cache.categories_changed().await;
+        if !detached.is_empty() {
+            self.cache.products_changed(&detached, &[]).await;
+        }
         super::count("category", "delete");
         Ok(())
     }
@@ -249,4 +258,15 @@ impl CatalogService {
 
 fn slug_conflict(e: sea_orm::DbErr) -> ServiceError {
     if store::is_unique_violation(&e) { ServiceError::conflict("slug_taken", "another category has this slug") } else { e.into() }
+}
+
+/// The products linked to a category (their cached pages show it).
+async fn products_in<C: ConnectionTrait>(conn: &C, category: Uuid) -> ServiceResult<Vec<Uuid>> {
+    Ok(pc::Entity::find()
+        .select_only()
+        .column(pc::Column::ProductId)
+        .filter(pc::Column::CategoryId.eq(category))
+        .into_tuple()
+        .all(conn)
+        .await?)
 }

@@ -92,6 +92,11 @@ pub fn process(bytes: &[u8]) -> Result<Processed, ImageError> {
     let mut renditions = Vec::with_capacity(WIDTHS.len());
     for width in WIDTHS {
         let target = width.min(img.width());
+        // Never upscaled: an image narrower than a width gets one rendition at its own width,
+        // not one per width it is narrower than (they would share a name).
+        if renditions.last().is_some_and(|r: &Encoded| r.width == target) {
+            continue;
+        }
         let height = ((img.height() as u64 * target as u64) / img.width().max(1) as u64).max(1) as u32;
         let resized = if target == img.width() { img.clone() } else { img.resize_exact(target, height, FilterType::Triangle) };
         renditions.push(encode(&resized, ImageFormat::WebP)?);

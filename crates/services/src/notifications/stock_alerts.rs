@@ -110,17 +110,21 @@ impl StockAlerts {
     }
 }
 
-/// Called by the outbox dispatcher, inside its transaction, for `variant.back_in_stock`.
+/// Called by the outbox dispatcher, inside its transaction, for `variant.back_in_stock`. In
+/// chunks: subscribing is open to anyone, and one statement naming tens of thousands of
+/// subscriptions would pass the backends' bind-parameter limits (SQLite's is 32,766), fail the
+/// dispatch, and stall the outbox behind it.
 pub(crate) async fn fan_out<C: ConnectionTrait>(tx: &C, variant_id: Uuid) -> ServiceResult<usize> {
+    const CHUNK: usize = 500;
     let open = subs::Entity::find().filter(subs::Column::VariantId.eq(variant_id)).filter(subs::Column::Status.eq(ACTIVE)).all(tx).await?;
-    for s in &open {
-        jobs::enqueue(tx, jobs::NewJob::new(BACK_IN_STOCK, serde_json::json!({"subscription_id": s.id}))).await?;
-    }
-    if !open.is_empty() {
+    let now = Utc::now();
+    for chunk in open.chunks(CHUNK) {
+        let jobs = chunk.iter().map(|s| jobs::NewJob::new(BACK_IN_STOCK, serde_json::json!({"subscription_id": s.id}))).collect();
+        jobs::enqueue_many(tx, jobs).await?;
         subs::Entity::update_many()
             .col_expr(subs::Column::Status, Expr::value(NOTIFIED))
-            .col_expr(subs::Column::NotifiedAt, Expr::value(Utc::now()))
-            .filter(subs::Column::Id.is_in(open.iter().map(|s| s.id)))
+            .col_expr(subs::Column::NotifiedAt, Expr::value(now))
+            .filter(subs::Column::Id.is_in(chunk.iter().map(|s| s.id)))
             .exec(tx)
             .await?;
     }

@@ -8,8 +8,15 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
+/// `1500 JPY`, `49.98 EUR`, `12.345 KWD`: as many decimals as the currency has minor units.
 fn money(amount: i64, currency: &str) -> String {
-    format!("{}.{:02} {currency}", amount / 100, (amount % 100).abs())
+    let digits = domain::Currency::parse(currency).map(|c| c.minor_units()).unwrap_or(2);
+    if digits == 0 {
+        return format!("{amount} {currency}");
+    }
+    let scale = 10i64.pow(digits as u32);
+    let sign = if amount < 0 { "-" } else { "" };
+    format!("{sign}{}.{:0width$} {currency}", (amount / scale).abs(), (amount % scale).abs(), width = digits as usize)
 }
 
 fn html(title: &str, body: &str) -> String {
@@ -96,5 +103,13 @@ mod tests {
         let e = super::back_in_stock("a@example.com", "<script>x</script>", "S&1", "s");
         assert!(e.html.contains("&lt;script&gt;") && !e.html.contains("<script>"));
         assert!(e.text.contains("<script>x</script>"), "plain text stays as is");
+    }
+
+    #[test]
+    fn amounts_have_the_currencys_decimals() {
+        assert_eq!(super::money(4998, "EUR"), "49.98 EUR");
+        assert_eq!(super::money(1500, "JPY"), "1500 JPY");
+        assert_eq!(super::money(12345, "KWD"), "12.345 KWD");
+        assert_eq!(super::money(-5, "EUR"), "-0.05 EUR");
     }
 }

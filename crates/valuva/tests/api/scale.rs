@@ -396,3 +396,27 @@ async fn instances_starting_together_migrate_and_seed_once() {
         assert_eq!(res.status(), StatusCode::OK);
     }
 }
+
+/// Product pages show their categories: renaming one, or deleting it, is seen on the cached
+/// page of every product in it at once.
+#[tokio::test]
+async fn category_changes_reach_cached_product_pages() {
+    let app = TestApp::spawn_with(trusting_localhost).await;
+    let token = app.admin_token().await;
+    let c: Value = app.post("/api/v1/admin/categories", Some(&token), json!({"name": "Summer"})).await.json().await.unwrap();
+    let cid = c["id"].as_str().unwrap();
+    let mut body = product("Sandal", &format!("S-{}", uuid::Uuid::now_v7().simple()), 900);
+    body["category_ids"] = json!([cid]);
+    let p: Value = app.post("/api/v1/admin/products", Some(&token), body).await.json().await.unwrap();
+    let path = format!("/api/v1/products/{}", p["slug"].as_str().unwrap());
+    let page = || async { app.get(&path, None).await.json::<Value>().await.unwrap()["categories"].clone() };
+    assert_eq!(page().await[0]["name"], "Summer");
+    assert_eq!(page().await[0]["name"], "Summer", "served from the cache now");
+    let res = app.patch(&format!("/api/v1/admin/categories/{cid}"), Some(&token), json!({"name": "Sale", "slug": "sale"})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let shown = page().await;
+    assert_eq!((shown[0]["name"].as_str(), shown[0]["slug"].as_str()), (Some("Sale"), Some("sale")));
+    let res = app.delete(&format!("/api/v1/admin/categories/{cid}?products=detach"), Some(&token)).await;
+    assert!(res.status().is_success());
+    assert_eq!(page().await, json!([]));
+}

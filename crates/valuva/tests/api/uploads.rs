@@ -88,7 +88,7 @@ async fn each_image_type_gets_stripped_original_and_webp_renditions() {
     // Smaller than a rendition width: never upscaled.
     let m: Value = upload(&app, &staff, "small.png", "image/png", picture(ImageFormat::Png, 300, 150)).await.json().await.unwrap();
     let widths: Vec<u64> = m["renditions"].as_array().unwrap().iter().map(|r| r["width"].as_u64().unwrap()).collect();
-    assert_eq!(widths, [200, 300, 300]);
+    assert_eq!(widths, [200, 300], "one rendition at its own width, not one per wider width");
 
     // Metadata is gone from what is stored.
     let with_exif = jpeg_with_exif();
