@@ -14,6 +14,15 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use store::{Db, entities::jobs};
 use tokio::task::{JoinError, JoinSet};
 
+/// A handler's task, stopped when the job's own task is (worker shutdown).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Why a job failed; `retry: false` sends it straight to the dead-letter list.
 #[derive(Debug)]
 pub struct JobError {
@@ -110,6 +119,11 @@ impl Worker {
             claimed.extend(self.claim_where(&tx, now, lease, RUNNING, jobs::Column::LockedUntil, room).await?);
         }
         tx.commit().await?;
+        let (claimed, dead): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|j| j.status == RUNNING);
+        for job in dead {
+            tracing::warn!(job = %job.id, kind = %job.kind, "a job's lease lapsed on its last attempt: dead");
+            metrics::counter!("valuva_jobs_total", "kind" => job.kind, "outcome" => "dead").increment(1);
+        }
         Ok(claimed.into_iter().map(|job| Claim { job }).collect())
     }
 
@@ -132,8 +146,15 @@ impl Worker {
             // PostgreSQL: concurrent workers skip each other's rows; SQLite has one writer.
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .to_owned();
+        // A job whose lease lapsed on its last attempt (its worker died, or the handler hung
+        // past the lease) is dead, not claimed again: it would otherwise run for ever.
+        let exhausted = || Expr::col(jobs::Column::Attempts).gte(Expr::col(jobs::Column::MaxAttempts));
         Ok(jobs::Entity::update_many()
-            .col_expr(jobs::Column::Status, Expr::value(RUNNING))
+            .col_expr(jobs::Column::Status, Expr::case(exhausted(), DEAD).finally(RUNNING).into())
+            .col_expr(
+                jobs::Column::LastError,
+                Expr::case(exhausted(), "its lease lapsed on the last attempt").finally(Expr::col(jobs::Column::LastError)).into(),
+            )
             .col_expr(jobs::Column::LockedBy, Expr::value(self.id.clone()))
             .col_expr(jobs::Column::LockedUntil, Expr::value(lease))
             .col_expr(jobs::Column::Attempts, Expr::col(jobs::Column::Attempts).add(1))
@@ -213,13 +234,15 @@ impl Worker {
         match self.registry.handlers.get(c.job.kind.as_str()).cloned() {
             None => Err(JobError::permanent(format!("no handler for job kind {}", c.job.kind))),
             Some(h) => {
-                let run = h.run(payload);
+                // On a task of its own, so that a panic is an outcome like any failure (retried,
+                // then dead) instead of a lost claim whose lease lapses and runs it again.
+                let run = AbortOnDrop(tokio::spawn(async move { h.run(payload).await }));
                 tokio::pin!(run);
                 let mut renew = tokio::time::interval(self.settings.lease / 3);
                 renew.tick().await;
                 loop {
                     tokio::select! {
-                        r = &mut run => break r,
+                        r = &mut run.0 => break r.unwrap_or_else(|e| Err(JobError::retry(format!("the handler {}", if e.is_panic() { "panicked" } else { "was cancelled" })))),
                         _ = renew.tick() => { let _ = self.renew(c).await; }
                     }
                 }

@@ -457,3 +457,41 @@ async fn dedupe_keys_enqueue_once_alone_or_in_a_batch() {
     assert!(enqueue(conn, job("d")).await.unwrap());
     assert_eq!(app.count("jobs WHERE kind = 'test.count'").await, 4);
 }
+
+struct Panics;
+
+#[async_trait::async_trait]
+impl Handler for Panics {
+    async fn run(&self, _: Value) -> Result<(), JobError> {
+        panic!("a handler bug")
+    }
+}
+
+/// A job never runs for ever: a handler that panics fails like any other (retried, then dead),
+/// and a lease that lapses on the last attempt (the worker died holding it) makes the job dead.
+#[tokio::test]
+async fn panicking_handlers_and_lapsed_last_attempts_end_in_the_dead_letters() {
+    let app = TestApp::spawn_with(|c| c.worker_enabled = false).await;
+    let db = app.state.db.clone();
+    enqueue(db.primary(), NewJob::new("test.panic", json!({})).max_attempts(2)).await.unwrap();
+    let w = Worker::new(db.clone(), Registry::default().with("test.panic", Panics), settings(30_000));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.count("jobs WHERE kind = 'test.panic' AND status = 'dead'").await == 0 {
+        assert!(Instant::now() < deadline, "the panicking job never went dead");
+        w.run_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.count("jobs WHERE kind = 'test.panic' AND attempts = 2 AND last_error LIKE '%panicked%'").await, 1);
+
+    enqueue(db.primary(), NewJob::new("test.count", json!({"n": 7})).max_attempts(1)).await.unwrap();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let registry = || Registry::default().with("test.count", Counting { runs: runs.clone(), started: None, hang: false });
+    // Claimed by a worker that then "dies": it never runs or renews the job.
+    let dying = Worker::new(db.clone(), registry(), settings(100));
+    assert_eq!(dying.claim().await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = Worker::new(db.clone(), registry(), settings(30_000));
+    assert_eq!(other.run_once().await.unwrap(), 0, "its one attempt is spent");
+    assert_eq!(app.count("jobs WHERE kind = 'test.count' AND status = 'dead' AND last_error LIKE '%lease lapsed%'").await, 1);
+    assert!(runs.lock().unwrap().is_empty());
+}
