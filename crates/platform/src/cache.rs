@@ -133,6 +133,7 @@ impl Cache {
         });
         if inner.redis.is_some() {
             tokio::spawn(subscribe(Arc::downgrade(&inner)));
+            tokio::spawn(retry_pending(Arc::downgrade(&inner)));
         }
         Self { inner }
     }
@@ -288,6 +289,31 @@ impl Inner {
 /// How long a write waits for other instances to drop their copies. A healthy instance takes
 /// well under a millisecond; a stuck one must not stall writes for long.
 const ACK_WAIT: Duration = Duration::from_millis(250);
+
+/// How often invalidations that could not reach Redis are sent again.
+const PENDING_RETRY: Duration = Duration::from_secs(1);
+
+/// Sends again, until they get through, the invalidations that could not reach Redis. Redis can
+/// refuse commands for a moment (a stall, a failover, the breaker open) while the pub/sub
+/// connection stays up, so waiting for a reconnect, or for this instance's next write, could
+/// leave the Redis copies stale, and other instances serving them, for a whole TTL.
+async fn retry_pending(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(PENDING_RETRY).await;
+        let Some(strong) = inner.upgrade() else { return };
+        let pending = std::mem::take(&mut *strong.pending.lock().expect("pending lock"));
+        if pending.is_empty() {
+            continue;
+        }
+        let redis = strong.redis.clone().expect("runs with redis");
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        if strong.publish(&redis, &id, &pending).await.is_none() {
+            strong.pending.lock().expect("pending lock").merge(pending);
+        } else {
+            tracing::info!("invalidations that could not reach Redis have been sent");
+        }
+    }
+}
 
 /// Applies other instances' invalidations until the cache is dropped; reconnects with backoff.
 async fn subscribe(inner: std::sync::Weak<Inner>) {

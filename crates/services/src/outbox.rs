@@ -27,13 +27,15 @@ pub fn stage(batch: &mut Inserts, topic: &str, aggregate_id: Uuid, payload: serd
 }
 
 /// Jobs an event leads to (besides the fan-outs in [`dispatch`]).
-fn jobs_for(topic: &str, aggregate: Option<Uuid>) -> Vec<crate::jobs::NewJob> {
+fn jobs_for(event: Uuid, topic: &str, aggregate: Option<Uuid>) -> Vec<crate::jobs::NewJob> {
     use crate::jobs::NewJob;
     let Some(id) = aggregate else { return Vec::new() };
     match topic {
         "order.created" => vec![NewJob::new(crate::notifications::jobs::ORDER_CONFIRMATION, serde_json::json!({"order_id": id}))],
         "order.shipped" => vec![NewJob::new(crate::notifications::jobs::SHIPPING_NOTICE, serde_json::json!({"order_id": id}))],
-        "variant.low_stock" => vec![NewJob::new(crate::notifications::jobs::LOW_STOCK, serde_json::json!({"variant_id": id}))],
+        "variant.low_stock" => {
+            vec![NewJob::new(crate::notifications::jobs::LOW_STOCK, serde_json::json!({"variant_id": id, "event": event}))]
+        }
         _ => Vec::new(),
     }
 }
@@ -63,7 +65,7 @@ pub async fn dispatch(db: &store::Db, limit: u64) -> ServiceResult<usize> {
     }
     let mut batch = Vec::new();
     for e in &events {
-        for job in jobs_for(&e.topic, e.aggregate_id) {
+        for job in jobs_for(e.id, &e.topic, e.aggregate_id) {
             let key = format!("{}:{}", e.id, job.kind);
             batch.push(job.dedupe(key));
         }

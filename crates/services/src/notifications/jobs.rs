@@ -2,7 +2,10 @@
 
 use super::{Email, Mailer, templates};
 use crate::{
-    jobs::worker::{Handler, JobError},
+    jobs::{
+        NewJob,
+        worker::{Handler, JobError},
+    },
     orders::{OrderAccess, OrderService},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -81,7 +84,9 @@ impl Handler for BackInStockEmail {
     }
 }
 
-/// To every staff and admin account.
+/// To every staff and admin account: the event's job becomes one job per recipient (`to`), so
+/// that a failure for one address retries that email alone, neither sending the others again
+/// nor, when it is permanent, leaving the accounts after it untold.
 pub struct LowStockEmail {
     pub db: Db,
     pub mailer: Mailer,
@@ -90,15 +95,26 @@ pub struct LowStockEmail {
 #[async_trait::async_trait]
 impl Handler for LowStockEmail {
     async fn run(&self, payload: Value) -> Result<(), JobError> {
-        let Some((v, p)) = variant_and_product(&self.db, id(&payload, "variant_id")?).await? else { return Ok(()) };
+        let variant = id(&payload, "variant_id")?;
+        if let Some(to) = payload["to"].as_str() {
+            let Some((v, p)) = variant_and_product(&self.db, variant).await? else { return Ok(()) };
+            return send(&self.mailer, &templates::low_stock(to, &p.title, &v.sku, v.stock)).await;
+        }
         let staff = users::Entity::find()
             .filter(users::Column::Role.is_in(["staff", "admin"]))
             .all(self.db.current())
             .await
             .map_err(JobError::retry)?;
-        for u in staff {
-            send(&self.mailer, &templates::low_stock(&u.email, &p.title, &v.sku, v.stock)).await?;
-        }
+        // Keyed by the event and the account: a re-run of this job enqueues nobody twice.
+        let event = payload["event"].as_str().unwrap_or_default();
+        let jobs = staff
+            .iter()
+            .map(|u| {
+                NewJob::new(LOW_STOCK, serde_json::json!({"variant_id": variant, "to": u.email}))
+                    .dedupe(format!("{event}:{variant}:{}", u.id))
+            })
+            .collect();
+        crate::jobs::enqueue_many(self.db.primary(), jobs).await.map_err(JobError::from)?;
         Ok(())
     }
 }

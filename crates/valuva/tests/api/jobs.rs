@@ -105,6 +105,10 @@ async fn back_in_stock_subscribers_are_emailed_once_after_a_restock() {
     }
     // Staff heard that stock ran low.
     smtp.wait_for(&["Subject: Low stock: V-"]).await;
+    // One job for the event, then one per staff account.
+    let staff = app.count("users WHERE role IN ('staff', 'admin')").await;
+    assert!(staff >= 1);
+    assert_eq!(app.count("jobs WHERE kind = 'email.low_stock'").await, 1 + staff);
 
     let inventory = format!("/api/v1/admin/variants/{v}/inventory");
     let restock = |delta: i64| app.post(&inventory, Some(&shop.staff), json!({"delta": delta, "reason": "restock"}));

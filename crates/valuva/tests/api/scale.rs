@@ -420,3 +420,39 @@ async fn category_changes_reach_cached_product_pages() {
     assert!(res.status().is_success());
     assert_eq!(page().await, json!([]));
 }
+
+/// Redis refuses writes for a moment while every connection stays up (out of memory here; a
+/// stall or failover does the same): a price change made then reaches Redis, and the other
+/// instance, once Redis takes writes again, not a whole TTL later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_that_missed_redis_is_sent_again() {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn_with(|c| {
+        trusting_localhost(c);
+        c.redis_url = Some(platform::Secret::new(redis.url()));
+        // Tier 1 expires fast: what B serves after that comes from Redis.
+        c.cache_local_ttl_ms = 100;
+    })
+    .await;
+    let b = a.sibling().await;
+    let staff = a.admin_token().await;
+    let p = create_product(&a, &staff, "Paused Hoodie", 5000).await;
+    let slug = p["slug"].as_str().unwrap().to_owned();
+    assert_eq!(price_on(&b, &slug).await, 5000);
+    let config = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli").args(["-p", &redis.port.to_string(), "config", "set"]).args(args).output();
+        assert!(out.expect("redis-cli runs").status.success());
+    };
+    config(&["maxmemory-policy", "noeviction"]);
+    config(&["maxmemory", "1"]);
+    set_price(&a, &staff, &p, 6100).await;
+    // B's tier-1 copy expires; Redis still has the old page.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(price_on(&b, &slug).await, 5000, "the invalidation did not reach Redis");
+    config(&["maxmemory", "0"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while price_on(&b, &slug).await != 6100 {
+        assert!(std::time::Instant::now() < deadline, "B still serves the old price from Redis");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
