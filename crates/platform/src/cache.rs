@@ -235,6 +235,19 @@ impl Inner {
         }
     }
 
+    /// Publishes the invalidations that could not reach Redis; what fails again stays pending.
+    async fn resend_pending(&self, redis: &Redis) {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        if pending.is_empty() {
+            return;
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        match self.publish(redis, &id, &pending).await {
+            Some(_) => tracing::info!("invalidations that could not reach Redis have been sent"),
+            None => self.pending.lock().expect("pending lock").merge(pending),
+        }
+    }
+
     fn clear_local(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for t in self.tiers.values() {
@@ -301,17 +314,8 @@ async fn retry_pending(inner: std::sync::Weak<Inner>) {
     loop {
         tokio::time::sleep(PENDING_RETRY).await;
         let Some(strong) = inner.upgrade() else { return };
-        let pending = std::mem::take(&mut *strong.pending.lock().expect("pending lock"));
-        if pending.is_empty() {
-            continue;
-        }
         let redis = strong.redis.clone().expect("runs with redis");
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        if strong.publish(&redis, &id, &pending).await.is_none() {
-            strong.pending.lock().expect("pending lock").merge(pending);
-        } else {
-            tracing::info!("invalidations that could not reach Redis have been sent");
-        }
+        strong.resend_pending(&redis).await;
     }
 }
 
@@ -335,11 +339,7 @@ async fn subscribe(inner: std::sync::Weak<Inner>) {
             }
             connected_before = true;
             // Our own invalidations that could not reach Redis while it was away.
-            let pending = std::mem::take(&mut *strong.pending.lock().expect("pending lock"));
-            let id = uuid::Uuid::now_v7().simple().to_string();
-            if !pending.is_empty() && strong.publish(&redis, &id, &pending).await.is_none() {
-                strong.pending.lock().expect("pending lock").merge(pending);
-            }
+            strong.resend_pending(&redis).await;
             drop(strong);
             let mut stream = ps.into_on_message();
             while let Some(msg) = stream.next().await {
