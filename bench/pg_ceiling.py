@@ -4,7 +4,8 @@ client, no HTTP server, no pool pings, no background jobs) against a seeded scra
 this machine. What the server could reach on PostgreSQL is at most this, and less, since the
 server and the load generator need CPU on the same cores.
 
-usage: python3 bench/pg_ceiling.py [--products 100000] [--duration 15] [--clients 20] [--out bench/results]
+usage: python3 bench/pg_ceiling.py [--products 100000] [--duration 15] [--clients 20] [--out bench/results] [--smoke]
+--smoke: 2,000 products, 2 s a row, the debug build (run by .ci/run so the script never rots).
 
 Three rows:
 - `as_served`: the statements the server sends for one order today (create cart, 3 × (read cart,
@@ -31,15 +32,18 @@ ap.add_argument("--products", type=int, default=100_000)
 ap.add_argument("--duration", type=int, default=15)
 ap.add_argument("--clients", type=int, default=20, help="pgbench connections (the server's DB_POOL_MAX is 20)")
 ap.add_argument("--out", default=None)
+ap.add_argument("--smoke", action="store_true")
 args = ap.parse_args()
+if args.smoke:
+    args.products, args.duration = 2000, 2
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 out_dir = args.out or os.path.join(root, "bench", "results")
 os.makedirs(out_dir, exist_ok=True)
-subprocess.run(["cargo", "build", "--release", "-p", "valuva"], cwd=root, check=True)
+subprocess.run(["cargo", "build", "-p", "valuva"] + ([] if args.smoke else ["--release"]), cwd=root, check=True)
 target = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=root, check=True,
                                    capture_output=True, text=True).stdout)["target_directory"]
-binary = os.environ.get("BENCH_BINARY") or os.path.join(target, "release", "valuva")
+binary = os.environ.get("BENCH_BINARY") or os.path.join(target, "debug" if args.smoke else "release", "valuva")
 
 USERS, VARIANTS = 64, 2000  # as run.py: 64 customers, the variants of its hot set of ~1,000 products
 ADDRESS = '{"city":"Berlin","country":"DE","line1":"1 Load St","line2":null,"name":"Bench User","phone":null,"postal_code":"10115"}'
