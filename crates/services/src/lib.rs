@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod carts;
 pub mod catalog;
+pub mod contention;
 pub mod context;
 pub mod error;
 pub mod idempotency;

@@ -4,6 +4,7 @@ use crate::{
     RequestMeta, ServiceError, ServiceResult,
     audit::{self, Change},
     catalog::MoneyView,
+    contention::with_retry,
     error::Errors,
 };
 use bytes::Bytes;
@@ -136,10 +137,35 @@ fn parse_countries(errs: &mut Errors, raw: &[String]) -> Vec<String> {
     if raw == ["*"] {
         return vec!["*".into()];
     }
-    raw.iter()
+    let mut countries: Vec<String> = raw
+        .iter()
         .enumerate()
         .filter_map(|(i, c)| errs.check(&format!("countries[{i}]"), CountryCode::parse(c)).map(|c| c.as_str().to_owned()))
-        .collect()
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    countries.retain(|c| seen.insert(c.clone()));
+    countries
+}
+
+/// A destination is quoted from one zone only, so a country (or `*`) listed by two zones would
+/// never be quoted from the newer one: refused, naming the zone that has it. Callers run this
+/// in a SERIALIZABLE transaction, so two admins adding the same country at once cannot both
+/// pass (the loser is re-run and then refused).
+async fn refuse_overlap<C: ConnectionTrait>(conn: &C, except: Option<Uuid>, countries: &[String]) -> ServiceResult<()> {
+    for zone in zones::Entity::find().order_by_asc(zones::Column::Id).all(conn).await? {
+        let listed: Vec<String> = serde_json::from_str(&zone.countries).unwrap_or_default();
+        let shared: Vec<&str> = countries.iter().filter(|c| listed.contains(c)).map(String::as_str).collect();
+        if Some(zone.id) != except && !shared.is_empty() {
+            let detail = format!(
+                "{} already in shipping zone \"{}\" ({}): a destination is quoted from one zone",
+                shared.join(", "),
+                zone.name,
+                zone.id
+            );
+            return Err(ServiceError::conflict("zone_overlap", detail));
+        }
+    }
+    Ok(())
 }
 
 fn parse_rates(errs: &mut Errors, raw: &[RateInput]) -> Vec<(RateInput, Money)> {
@@ -243,22 +269,28 @@ impl ShippingService {
         let countries = parse_countries(&mut errs, &input.countries);
         let rs = parse_rates(&mut errs, &input.rates);
         errs.finish()?;
-        let tx = self.db.begin().await?;
-        let now = Utc::now();
-        let id = domain::new_id();
-        let zone = zones::ActiveModel {
-            id: Set(id),
-            name: Set(input.name.trim().to_owned()),
-            countries: Set(serde_json::to_string(&countries).unwrap_or_default()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-        zones::Entity::insert(zone).exec_without_returning(&tx).await?;
-        insert_rates(&tx, id, &rs).await?;
-        let z = zones::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("shipping zone"))?;
-        let view = self.view(&tx, z).await?;
-        audit::record(&tx, meta, Change::new(AuditAction::Create, "shipping_zone", id).new_values(&view)).await?;
-        tx.commit().await?;
+        let name = input.name.trim();
+        let view = with_retry(|| async {
+            let tx = self.db.begin_serializable().await?;
+            refuse_overlap(&tx, None, &countries).await?;
+            let now = Utc::now();
+            let id = domain::new_id();
+            let zone = zones::ActiveModel {
+                id: Set(id),
+                name: Set(name.to_owned()),
+                countries: Set(serde_json::to_string(&countries).unwrap_or_default()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            };
+            zones::Entity::insert(zone).exec_without_returning(&tx).await?;
+            insert_rates(&tx, id, &rs).await?;
+            let z = zones::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("shipping zone"))?;
+            let view = self.view(&tx, z).await?;
+            audit::record(&tx, meta, Change::new(AuditAction::Create, "shipping_zone", id).new_values(&view)).await?;
+            tx.commit().await?;
+            Ok(view)
+        })
+        .await?;
         self.rates_changed().await;
         Ok(view)
     }
@@ -271,25 +303,32 @@ impl ShippingService {
         let countries = patch.countries.as_deref().map(|c| parse_countries(&mut errs, c));
         let rs = patch.rates.as_deref().map(|r| parse_rates(&mut errs, r));
         errs.finish()?;
-        let tx = self.db.begin().await?;
-        let z = zones::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("shipping zone"))?;
-        let old = self.view(&tx, z.clone()).await?;
-        let mut am: zones::ActiveModel = z.into();
-        if let Some(n) = patch.name {
-            am.name = Set(n.trim().to_owned());
-        }
-        if let Some(c) = countries {
-            am.countries = Set(serde_json::to_string(&c).unwrap_or_default());
-        }
-        am.updated_at = Set(Utc::now());
-        let z = sea_orm::ActiveModelTrait::update(am, &tx).await?;
-        if let Some(rs) = rs {
-            rates::Entity::delete_many().filter(rates::Column::ZoneId.eq(id)).exec(&tx).await?;
-            insert_rates(&tx, id, &rs).await?;
-        }
-        let new = self.view(&tx, z).await?;
-        audit::record(&tx, meta, Change::new(AuditAction::Update, "shipping_zone", id).old(&old).new_values(&new)).await?;
-        tx.commit().await?;
+        let new = with_retry(|| async {
+            let tx = self.db.begin_serializable().await?;
+            let z = zones::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("shipping zone"))?;
+            if let Some(c) = &countries {
+                refuse_overlap(&tx, Some(id), c).await?;
+            }
+            let old = self.view(&tx, z.clone()).await?;
+            let mut am: zones::ActiveModel = z.into();
+            if let Some(n) = &patch.name {
+                am.name = Set(n.trim().to_owned());
+            }
+            if let Some(c) = &countries {
+                am.countries = Set(serde_json::to_string(c).unwrap_or_default());
+            }
+            am.updated_at = Set(Utc::now());
+            let z = sea_orm::ActiveModelTrait::update(am, &tx).await?;
+            if let Some(rs) = &rs {
+                rates::Entity::delete_many().filter(rates::Column::ZoneId.eq(id)).exec(&tx).await?;
+                insert_rates(&tx, id, rs).await?;
+            }
+            let new = self.view(&tx, z).await?;
+            audit::record(&tx, meta, Change::new(AuditAction::Update, "shipping_zone", id).old(&old).new_values(&new)).await?;
+            tx.commit().await?;
+            Ok(new)
+        })
+        .await?;
         self.rates_changed().await;
         Ok(new)
     }

@@ -148,7 +148,7 @@ pub async fn zones(State(state): State<AppState>, _: Staff) -> Result<axum::Json
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/shipping/zones", tag = "admin-orders", security(("bearer" = [])), request_body = ZoneInput,
-    responses((status = 201, body = ZoneView), (status = 422)))]
+    responses((status = 201, body = ZoneView), (status = 409, description = "zone_overlap: a country is in another zone"), (status = 422)))]
 pub async fn create_zone(
     State(state): State<AppState>,
     staff: Staff,
@@ -164,7 +164,7 @@ pub async fn zone(State(state): State<AppState>, _: Staff, Path(id): Path<Uuid>)
 }
 
 #[utoipa::path(patch, path = "/api/v1/admin/shipping/zones/{id}", tag = "admin-orders", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ZonePatch,
-    responses((status = 200, body = ZoneView), (status = 404), (status = 422)))]
+    responses((status = 200, body = ZoneView), (status = 404), (status = 409, description = "zone_overlap: a country is in another zone"), (status = 422)))]
 pub async fn patch_zone(
     State(state): State<AppState>,
     staff: Staff,

@@ -1,12 +1,12 @@
 use super::{
     OrderAccess, OrderService,
-    checkout::with_retry,
     transitions::{invalid, move_stock},
 };
 use crate::{
     RequestMeta, ServiceError, ServiceResult,
     audit::{self, Change},
     catalog::MoneyView,
+    contention::with_retry,
     idempotency::{self, Outcome},
     inventory::Kind,
     outbox,

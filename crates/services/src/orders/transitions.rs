@@ -1,4 +1,5 @@
-use super::{OrderAccess, OrderService, OrderView, checkout::with_retry};
+use super::{OrderAccess, OrderService, OrderView};
+use crate::contention::with_retry;
 use crate::{
     RequestMeta, ServiceError, ServiceResult,
     audit::{self, Change},

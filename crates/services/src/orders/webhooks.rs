@@ -6,12 +6,12 @@
 
 use super::{
     OrderService,
-    checkout::with_retry,
     refunds::{RefundPlan, RefundSource, Restock},
 };
 use crate::{
     RequestMeta, ServiceError, ServiceResult,
     audit::{self, Change},
+    contention::with_retry,
     payments::signatures::{self, SignatureError},
 };
 use chrono::Utc;

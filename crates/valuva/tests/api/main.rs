@@ -27,6 +27,7 @@ mod roles;
 mod round_trips;
 mod scale;
 mod sentry;
+mod shipping;
 mod shopify;
 mod shutdown;
 mod stripe;
