@@ -71,7 +71,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let secret = resolve_jwt_secret(&config)?;
     let tokens = TokenIssuer::new(
         secret.expose().as_bytes(),
-        TokenSettings { access_ttl_seconds: config.access_token_ttl_seconds, refresh_ttl_days: config.refresh_token_ttl_days },
+        TokenSettings {
+            access_ttl_seconds: config.access_token_ttl_seconds,
+            refresh_ttl_days: config.refresh_token_ttl_days,
+            session_max_age_days: config.session_max_age_days,
+        },
     );
     let identity = IdentityService::new(db.clone(), tokens, config.password_reset_ttl_minutes);
     let cursors = CursorCodec::new(secret.expose().as_bytes());

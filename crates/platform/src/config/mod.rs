@@ -73,6 +73,8 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     pub access_token_ttl_seconds: u64,
     pub refresh_token_ttl_days: u64,
+    /// A sign-in's session ends this long after it began, however often it is refreshed.
+    pub session_max_age_days: u64,
     pub password_reset_ttl_minutes: u64,
     pub auth_cookies: bool,
     pub request_timeout_ms: u64,
@@ -191,6 +193,7 @@ impl Default for Config {
             jwt_secret: None,
             access_token_ttl_seconds: 900,
             refresh_token_ttl_days: 30,
+            session_max_age_days: 90,
             password_reset_ttl_minutes: 30,
             auth_cookies: false,
             request_timeout_ms: 30_000,
@@ -305,6 +308,7 @@ impl Config {
         let positive = [
             ("ACCESS_TOKEN_TTL_SECONDS", self.access_token_ttl_seconds),
             ("REFRESH_TOKEN_TTL_DAYS", self.refresh_token_ttl_days),
+            ("SESSION_MAX_AGE_DAYS", self.session_max_age_days),
             ("PASSWORD_RESET_TTL_MINUTES", self.password_reset_ttl_minutes),
             ("REQUEST_TIMEOUT_MS", self.request_timeout_ms),
             ("DB_STATEMENT_TIMEOUT", self.db_statement_timeout),

@@ -4,7 +4,7 @@ use crate::{
     audit::{self, Change},
     error::Errors,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use domain::{AuditAction, Email, Password, Role};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use store::entities::{password_reset_tokens as resets, refresh_tokens as rt, users};
@@ -24,6 +24,17 @@ pub struct AuthSession {
 
 fn invalid_credentials() -> ServiceError {
     ServiceError::unauthorized("invalid_credentials", "email or password is incorrect")
+}
+
+fn session_expired() -> ServiceError {
+    ServiceError::unauthorized("session_expired", "the session is older than its maximum age; sign in again")
+}
+
+/// When the session a refresh-token family belongs to began. The family id is a UUIDv7 minted
+/// at sign-in (register or login), so it carries that moment: no column, no extra read.
+fn family_started(family: Uuid) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = family.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(secs as i64, nanos)
 }
 
 fn invalid_refresh() -> ServiceError {
@@ -99,6 +110,12 @@ impl IdentityService {
         if found.revoked_at.is_some() || found.expires_at <= now {
             return Err(invalid_refresh());
         }
+        // Tokens are issued to expire by the session's end (see `start_session`); this also
+        // ends sessions whose tokens were issued before that cap existed.
+        let ends = family_started(found.family_id).ok_or_else(invalid_refresh)? + self.tokens.session_max_age();
+        if ends <= now {
+            return Err(session_expired());
+        }
         let tx = self.db.begin().await?;
         // Conditional update: of two concurrent refreshes with one token, exactly one wins.
         let spent = rt::Entity::update_many()
@@ -154,12 +171,14 @@ impl IdentityService {
     async fn start_session<C: ConnectionTrait>(&self, conn: &C, user: UserView, family: Uuid) -> ServiceResult<AuthSession> {
         let (refresh_token, token_hash) = new_secret_token();
         let now = Utc::now();
+        // A refresh token outlives neither its own lifetime nor its session's.
+        let session_ends = family_started(family).ok_or_else(invalid_refresh)? + self.tokens.session_max_age();
         rt::ActiveModel {
             id: Set(domain::new_id()),
             user_id: Set(user.id),
             family_id: Set(family),
             token_hash: Set(token_hash),
-            expires_at: Set(now + self.tokens.refresh_ttl()),
+            expires_at: Set((now + self.tokens.refresh_ttl()).min(session_ends)),
             created_at: Set(now),
             used_at: Set(None),
             revoked_at: Set(None),

@@ -19,6 +19,7 @@ struct Claims {
 pub struct TokenSettings {
     pub access_ttl_seconds: u64,
     pub refresh_ttl_days: u64,
+    pub session_max_age_days: u64,
 }
 
 /// Signs and checks access tokens. The algorithm is pinned to HS256: a token that names any
@@ -55,6 +56,10 @@ impl TokenIssuer {
     pub fn refresh_ttl(&self) -> chrono::TimeDelta {
         chrono::TimeDelta::days(self.settings.refresh_ttl_days as i64)
     }
+
+    pub fn session_max_age(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::days(self.settings.session_max_age_days as i64)
+    }
 }
 
 #[cfg(test)]
@@ -63,7 +68,10 @@ mod tests {
     use base64::Engine;
 
     fn issuer() -> TokenIssuer {
-        TokenIssuer::new(b"0123456789abcdef0123456789abcdef", TokenSettings { access_ttl_seconds: 60, refresh_ttl_days: 1 })
+        TokenIssuer::new(
+            b"0123456789abcdef0123456789abcdef",
+            TokenSettings { access_ttl_seconds: 60, refresh_ttl_days: 1, session_max_age_days: 1 },
+        )
     }
 
     #[test]

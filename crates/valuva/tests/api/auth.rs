@@ -169,3 +169,48 @@ async fn cookie_mode_requires_csrf_double_submit() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("valuva_refresh=")));
 }
+
+/// A session's refresh tokens never outlive SESSION_MAX_AGE_DAYS from its sign-in, however often
+/// it is refreshed; an older session (here aged by rewriting its family id, a UUIDv7 that carries
+/// the sign-in time) is refused and its token left unspent.
+#[tokio::test]
+async fn refreshing_never_carries_a_session_past_its_maximum_age() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    use store::entities::refresh_tokens as rt;
+    let app = TestApp::spawn_with(|c| {
+        c.refresh_token_ttl_days = 30;
+        c.session_max_age_days = 2;
+    })
+    .await;
+    let reg = app.register("long@example.com").await;
+    let user: uuid::Uuid = reg["user"]["id"].as_str().unwrap().parse().unwrap();
+    let signed_in = chrono::Utc::now();
+    let mut token = reg["refresh_token"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": token})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        token = res.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let db = app.state.db.primary();
+    let rows = rt::Entity::find().filter(rt::Column::UserId.eq(user)).all(db).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let left = r.expires_at - signed_in;
+        assert!(left <= chrono::TimeDelta::days(2) && left > chrono::TimeDelta::days(2) - chrono::TimeDelta::minutes(1), "{left}");
+    }
+
+    // The same session, begun three days ago, with a token issued before the cap existed.
+    let three_days_ago = (signed_in - chrono::TimeDelta::days(3)).timestamp() as u64;
+    let aged = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, three_days_ago, 0));
+    rt::Entity::update_many()
+        .col_expr(rt::Column::FamilyId, Expr::value(aged))
+        .col_expr(rt::Column::ExpiresAt, Expr::value(signed_in + chrono::TimeDelta::days(27)))
+        .filter(rt::Column::UserId.eq(user))
+        .exec(db)
+        .await
+        .unwrap();
+    let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": token})).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "session_expired").await;
+    let unspent = rt::Entity::find().filter(rt::Column::UserId.eq(user)).filter(rt::Column::UsedAt.is_null()).all(db).await.unwrap();
+    assert_eq!(unspent.len(), 1, "the refused token was not spent, and no new one was issued");
+}
