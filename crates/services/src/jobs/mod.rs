@@ -73,6 +73,7 @@ pub async fn enqueue_many<C: ConnectionTrait>(conn: &C, batch: Vec<NewJob>) -> S
         status: Set(QUEUED.into()),
         attempts: Set(0),
         max_attempts: Set(job.max_attempts),
+        claims: Set(0),
         run_at: Set(job.run_at.unwrap_or(now)),
         locked_by: Set(None),
         locked_until: Set(None),

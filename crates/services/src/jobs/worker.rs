@@ -158,6 +158,7 @@ impl Worker {
             .col_expr(jobs::Column::LockedBy, Expr::value(self.id.clone()))
             .col_expr(jobs::Column::LockedUntil, Expr::value(lease))
             .col_expr(jobs::Column::Attempts, Expr::col(jobs::Column::Attempts).add(1))
+            .col_expr(jobs::Column::Claims, Expr::col(jobs::Column::Claims).add(1))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
             .filter(jobs::Column::Id.in_subquery(ids))
             .exec_with_returning(tx)
@@ -170,7 +171,7 @@ impl Worker {
             .add(jobs::Column::Id.eq(c.job.id))
             .add(jobs::Column::Status.eq(RUNNING))
             .add(jobs::Column::LockedBy.eq(self.id.clone()))
-            .add(jobs::Column::Attempts.eq(c.job.attempts))
+            .add(jobs::Column::Claims.eq(c.job.claims))
     }
 
     /// Records success; false when this worker no longer holds the job (it lost the lease and

@@ -10,6 +10,8 @@ pub struct Model {
     pub status: String,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// Claims so far, never reset (a retry by staff resets `attempts`): a claim's fencing token.
+    pub claims: i64,
     pub run_at: DateTimeUtc,
     pub locked_by: Option<String>,
     pub locked_until: Option<DateTimeUtc>,

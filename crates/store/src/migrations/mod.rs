@@ -13,6 +13,7 @@ mod m0007_cart_hot_updates;
 mod m0008_job_lease_index;
 mod m0009_order_number_default;
 mod m0010_cart_version;
+mod m0011_job_claims;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_job_lease_index::Migration),
             Box::new(m0009_order_number_default::Migration),
             Box::new(m0010_cart_version::Migration),
+            Box::new(m0011_job_claims::Migration),
         ]
     }
 }

@@ -333,6 +333,39 @@ async fn a_killed_worker_loses_its_job_to_another_that_completes_it_once() {
     assert!(!c.fail(&claim, &JobError::retry("late")).await.unwrap());
 }
 
+/// Staff retrying a dead job starts its attempts again, but not the fencing token: a worker
+/// still holding the claim from before the retry (its lease lapsed on the last attempt, so the
+/// job died) cannot record the outcome of the new run, even with the same attempt number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_from_before_a_retry_is_fenced_out() {
+    let app = TestApp::spawn_with(|c| c.worker_enabled = false).await;
+    let db = app.state.db.clone();
+    enqueue(db.primary(), NewJob::new("test.count", json!({"n": 3})).max_attempts(1)).await.unwrap();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let w = Worker::new(db.clone(), Registry::default().with("test.count", Counting { runs, started: None, hang: false }), settings(100));
+    let stale = w.claim().await.unwrap().pop().expect("the first claim");
+    // The lease lapses on the only attempt: the next claim finds the job and declares it dead.
+    let staff = app.admin_token().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(w.claim().await.unwrap().is_empty(), "a job past its last attempt is not claimed again");
+        let job: Value = app.get("/api/v1/admin/jobs?kind=test.count", Some(&staff)).await.json().await.unwrap();
+        if job["data"][0]["status"] == "dead" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lapsed job never died");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = stale.job.id;
+    let retried = app.post(&format!("/api/v1/admin/jobs/{id}/retry"), Some(&staff), json!({})).await;
+    assert_eq!(retried.status(), StatusCode::OK);
+    let fresh = w.claim().await.unwrap().pop().expect("claimed again after the retry");
+    assert_eq!((fresh.job.attempts, stale.job.attempts), (1, 1), "the same attempt number as the stale claim");
+    assert!(!w.complete(&stale).await.unwrap(), "the claim from before the retry is fenced out");
+    assert!(!w.fail(&stale, &JobError::retry("late")).await.unwrap());
+    assert!(w.complete(&fresh).await.unwrap());
+}
+
 /// Jobs of one round that finish together are recorded together: one statement for all of
 /// them, not one each.
 #[tokio::test]
