@@ -115,7 +115,8 @@ fn api(with_metrics: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::subscribe))
         // The upload enforces UPLOAD_MAX_BYTES itself, while streaming; the JSON limit is off.
-        .merge(OpenApiRouter::new().routes(routes!(media::upload)).layer(DefaultBodyLimit::disable()))
+        .merge(OpenApiRouter::new().routes(routes!(media::upload, media::list)).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(media::get, media::delete))
         .routes(routes!(media::file))
         .routes(routes!(webhooks::stripe))
         .routes(routes!(webhooks::shopify))

@@ -116,7 +116,7 @@ impl AppState {
             .build();
         let jobs = services::jobs::JobService::new(db.clone(), cursors.clone());
         let stock_alerts = services::notifications::stock_alerts::StockAlerts::new(db.clone());
-        let media = media_service(&config, db.clone())?;
+        let media = media_service(&config, db.clone(), cursors.clone())?;
         Ok(Self(Arc::new(AppStateInner {
             config,
             db,
@@ -163,7 +163,7 @@ impl AppState {
 }
 
 /// Uploads go to STORAGE_URL's directory (served at /media) or S3 bucket.
-fn media_service(config: &Config, db: Db) -> Result<services::media::MediaService, platform::ConfigError> {
+fn media_service(config: &Config, db: Db, cursors: CursorCodec) -> Result<services::media::MediaService, platform::ConfigError> {
     use services::media::StorageTarget;
     let invalid = |m: String| platform::ConfigError::Invalid { var: "STORAGE_URL".into(), message: m };
     let (target, default_public) = match config.storage_url.expose().split_once("://") {
@@ -178,6 +178,6 @@ fn media_service(config: &Config, db: Db) -> Result<services::media::MediaServic
         None => return Err(invalid("must be file://<directory> or s3://<bucket>[/<prefix>]".into())),
     };
     let public = config.storage_public_url.clone().unwrap_or(default_public);
-    services::media::MediaService::new(db, target, public, Arc::new(config.resilience(platform::config::Outbound::Storage)))
+    services::media::MediaService::new(db, cursors, target, public, Arc::new(config.resilience(platform::config::Outbound::Storage)))
         .map_err(invalid)
 }

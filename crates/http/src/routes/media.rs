@@ -1,7 +1,8 @@
 //! Image uploads (staff) and, for the local storage directory, the stored files.
 
+use super::List;
 use crate::{
-    extract::{Path, Staff},
+    extract::{Path, Query, Staff},
     problem::ApiError,
     state::AppState,
 };
@@ -10,7 +11,40 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use services::media::MediaView;
+use serde::Deserialize;
+use services::{media::MediaView, pagination::PageRequest};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The media library: every upload, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/uploads", tag = "admin-catalog", params(UploadsQuery), security(("bearer" = [])),
+    responses((status = 200, body = List<MediaView>), (status = 401), (status = 403), (status = 422)))]
+pub async fn list(_: Staff, State(state): State<AppState>, Query(q): Query<UploadsQuery>) -> Result<axum::Json<List<MediaView>>, ApiError> {
+    let page = PageRequest::parse(q.limit, q.cursor)?;
+    Ok(axum::Json(state.media.list(page).await?.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/uploads/{id}", tag = "admin-catalog", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = MediaView), (status = 404)))]
+pub async fn get(_: Staff, State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<MediaView>, ApiError> {
+    Ok(axum::Json(state.media.get(id).await?))
+}
+
+/// Deletes an upload and its files; refused while a product still shows it.
+#[utoipa::path(delete, path = "/api/v1/admin/uploads/{id}", tag = "admin-catalog", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404), (status = 409, description = "media_in_use: a product lists one of its URLs")))]
+pub async fn delete(staff: Staff, State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+    state.media.delete(&staff.meta, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
 
 /// One image (multipart field `file`): JPEG, PNG, WebP or GIF up to UPLOAD_MAX_BYTES. The type
 /// is read from the bytes; metadata is stripped; WebP renditions 200/800/1600 px wide are made.

@@ -2,12 +2,16 @@
 //! WebP renditions are stored through object_store — a local directory by default, any
 //! S3-compatible bucket by `STORAGE_URL` — behind the storage circuit breaker and retry policy.
 //! Nothing is stored unless every part of an upload is valid; a partial store is removed.
+//! Staff list, read and delete uploads ([`library`]).
+
+mod library;
 
 pub mod image;
 
 use crate::{
     RequestMeta, ServiceError, ServiceResult,
     audit::{self, Change},
+    pagination::CursorCodec,
 };
 use chrono::{DateTime, Utc};
 use domain::AuditAction;
@@ -67,6 +71,7 @@ impl Retryable for StoreFailure {
 #[derive(Clone)]
 pub struct MediaService {
     db: Db,
+    cursors: CursorCodec,
     store: Arc<dyn ObjectStore>,
     prefix: String,
     public_base: String,
@@ -75,7 +80,13 @@ pub struct MediaService {
 
 impl MediaService {
     /// `public_base`: the URL prefix clients fetch files from (`/media` when served by the API).
-    pub fn new(db: Db, target: StorageTarget, public_base: String, resilience: Arc<Resilience>) -> Result<Self, String> {
+    pub fn new(
+        db: Db,
+        cursors: CursorCodec,
+        target: StorageTarget,
+        public_base: String,
+        resilience: Arc<Resilience>,
+    ) -> Result<Self, String> {
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match target {
             StorageTarget::Local(dir) => {
                 std::fs::create_dir_all(&dir).map_err(|e| format!("STORAGE_URL {}: {e}", dir.display()))?;
@@ -92,7 +103,7 @@ impl MediaService {
                 (Arc::new(s3), prefix.trim_matches('/').to_owned())
             }
         };
-        Ok(Self { db, store, prefix, public_base: public_base.trim_end_matches('/').to_owned(), resilience })
+        Ok(Self { db, cursors, store, prefix, public_base: public_base.trim_end_matches('/').to_owned(), resilience })
     }
 
     fn key(&self, name: &str) -> StorePath {
@@ -136,13 +147,8 @@ impl MediaService {
             names.push(name);
         }
         let mut original = processed.original;
-        let blobs = std::iter::once(std::mem::take(&mut original.bytes)).chain(processed.renditions.into_iter().map(|r| r.bytes));
-        for (name, blob) in names.iter().zip(blobs) {
-            if let Err(e) = self.put(name, blob).await {
-                self.remove(&names).await;
-                return Err(e);
-            }
-        }
+        let blobs: Vec<Vec<u8>> =
+            std::iter::once(std::mem::take(&mut original.bytes)).chain(processed.renditions.into_iter().map(|r| r.bytes)).collect();
         let row = media::ActiveModel {
             id: Set(id),
             content_type: Set(original.content_type.into()),
@@ -154,15 +160,37 @@ impl MediaService {
             created_by: Set(meta.actor.map(|a| a.id)),
             created_at: Set(Utc::now()),
         };
-        let row = match self.record(meta, row).await {
-            Ok(r) => r,
-            Err(e) => {
+        // Files and row are written on a task of their own: a request that times out or whose
+        // client hangs up mid-way would otherwise leave files stored with no row (an orphan no
+        // one can list or delete). The task finishes either way, as a whole or cleaned up.
+        let (this, meta) = (self.clone(), meta.clone());
+        let stored = tokio::spawn(async move { this.store_and_record(&meta, names, blobs, row).await });
+        let row = stored.await.map_err(ServiceError::internal)??;
+        metrics::counter!("valuva_uploads_total", "content_type" => original.content_type).increment(1);
+        Ok(self.view(row))
+    }
+
+    /// Stores every file, then records the row; on a failure removes what was stored.
+    async fn store_and_record(
+        &self,
+        meta: &RequestMeta,
+        names: Vec<String>,
+        blobs: Vec<Vec<u8>>,
+        row: media::ActiveModel,
+    ) -> ServiceResult<media::Model> {
+        for (name, blob) in names.iter().zip(blobs) {
+            if let Err(e) = self.put(name, blob).await {
                 self.remove(&names).await;
                 return Err(e);
             }
-        };
-        metrics::counter!("valuva_uploads_total", "content_type" => original.content_type).increment(1);
-        Ok(self.view(row))
+        }
+        match self.record(meta, row).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.remove(&names).await;
+                Err(e)
+            }
+        }
     }
 
     /// The upload's row and its audit row, together.

@@ -293,6 +293,8 @@ async fn probes_and_docs() {
         "/api/v1/admin/orders/{id}/refunds",
         "/api/v1/admin/shipping/zones",
         "/api/v1/admin/shipping/zones/{id}",
+        "/api/v1/admin/uploads",
+        "/api/v1/admin/uploads/{id}",
         "/api/v1/webhooks/stripe",
         "/api/v1/webhooks/shopify",
     ] {

@@ -238,3 +238,65 @@ async fn uploads_go_to_an_s3_compatible_bucket() {
     assert_eq!(img.width(), 800);
     assert_eq!(stored_files(&app), 0, "nothing went to the local directory");
 }
+
+/// The media library: uploads listed newest first by cursor, one read, and deleted with their
+/// files and an audit row; refused while a product shows the image; bad input is 4xx and
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_listed_read_and_deleted_unless_a_product_shows_them() {
+    let app = spawn().await;
+    let staff = app.admin_token().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let m: Value = upload(&app, &staff, "p.png", "image/png", picture(ImageFormat::Png, 300, 200)).await.json().await.unwrap();
+        ids.push(m["id"].as_str().unwrap().to_owned());
+    }
+    let files_each = stored_files(&app) / 3;
+    assert_eq!(files_each, 3, "the original and renditions 200 and 300 px wide");
+
+    let first: Value = app.get("/api/v1/admin/uploads?limit=2", Some(&staff)).await.json().await.unwrap();
+    let listed: Vec<&str> = first["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()], "newest first");
+    let cursor = first["pagination"]["next_cursor"].as_str().unwrap();
+    let rest: Value = app.get(&format!("/api/v1/admin/uploads?limit=2&cursor={cursor}"), Some(&staff)).await.json().await.unwrap();
+    assert_eq!(rest["data"][0]["id"], ids[0].as_str());
+    assert!(rest["pagination"]["next_cursor"].is_null());
+    let one: Value = app.get(&format!("/api/v1/admin/uploads/{}", ids[0]), Some(&staff)).await.json().await.unwrap();
+    assert_eq!(one["width"], 300);
+
+    // A product showing the second upload keeps it.
+    let url = app.get(&format!("/api/v1/admin/uploads/{}", ids[1]), Some(&staff)).await.json::<Value>().await.unwrap()["url"].clone();
+    let product = serde_json::json!({"title": "Pictured", "status": "active", "images": [url],
+        "variants": [{"sku": "PIC-1", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}]});
+    let product: Value = app.post("/api/v1/admin/products", Some(&staff), product).await.json().await.unwrap();
+    let refused = app.delete(&format!("/api/v1/admin/uploads/{}", ids[1]), Some(&staff)).await;
+    let problem = assert_problem(refused, StatusCode::CONFLICT, "media_in_use").await;
+    assert!(problem["detail"].as_str().unwrap().contains(product["id"].as_str().unwrap()));
+
+    // Bad input and other callers: 4xx, nothing deleted.
+    let customer = app.customer_token("looker@example.com").await;
+    assert_problem(app.get("/api/v1/admin/uploads", Some(&customer)).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(app.delete(&format!("/api/v1/admin/uploads/{}", ids[0]), None).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_problem(app.get("/api/v1/admin/uploads?limit=0", Some(&staff)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        .await;
+    assert_problem(app.get("/api/v1/admin/uploads?cursor=forged", Some(&staff)).await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    assert_eq!(app.delete("/api/v1/admin/uploads/not-a-uuid", Some(&staff)).await.status().as_u16() / 100, 4);
+    let missing = uuid::Uuid::now_v7();
+    assert_problem(app.delete(&format!("/api/v1/admin/uploads/{missing}"), Some(&staff)).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!((app.count("media").await, stored_files(&app)), (3, 3 * files_each));
+
+    // Deleting one removes its row and files, is audited, and its URLs stop answering.
+    let res = app.delete(&format!("/api/v1/admin/uploads/{}", ids[0]), Some(&staff)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!((app.count("media").await, stored_files(&app)), (2, 2 * files_each));
+    assert_eq!(app.count(&format!("audit_logs WHERE action = 'DELETE' AND entity_type = 'media' AND entity_id = '{}'", ids[0])).await, 1);
+    assert_eq!(app.get(one["url"].as_str().unwrap(), None).await.status(), StatusCode::NOT_FOUND);
+    assert_problem(app.get(&format!("/api/v1/admin/uploads/{}", ids[0]), Some(&staff)).await, StatusCode::NOT_FOUND, "not_found").await;
+
+    // Once the product is deleted, its image may go too.
+    assert_eq!(
+        app.delete(&format!("/api/v1/admin/products/{}", product["id"].as_str().unwrap()), Some(&staff)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.delete(&format!("/api/v1/admin/uploads/{}", ids[1]), Some(&staff)).await.status(), StatusCode::NO_CONTENT);
+}
