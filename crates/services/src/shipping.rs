@@ -338,7 +338,10 @@ impl ShippingService {
         // Read through the transaction: on SQLite it holds the one writer connection.
         let z = zones::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("shipping zone"))?;
         let old = self.view(&tx, z).await?;
-        zones::Entity::delete_by_id(id).exec(&tx).await?;
+        // A concurrent delete of the same zone waited for the row and finds it gone: 404.
+        if zones::Entity::delete_by_id(id).exec(&tx).await?.rows_affected == 0 {
+            return Err(ServiceError::not_found("shipping zone"));
+        }
         audit::record(&tx, meta, Change::new(AuditAction::Delete, "shipping_zone", id).old(&old)).await?;
         tx.commit().await?;
         self.rates_changed().await;

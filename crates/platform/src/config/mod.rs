@@ -316,6 +316,12 @@ impl Config {
         if let Some((var, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(var, "must be greater than 0"));
         }
+        // Lifetimes are added to dates: far beyond any real session, they would overflow.
+        for (var, days) in [("REFRESH_TOKEN_TTL_DAYS", self.refresh_token_ttl_days), ("SESSION_MAX_AGE_DAYS", self.session_max_age_days)] {
+            if days > 3650 {
+                return Err(invalid(var, "must be at most 3650 days"));
+            }
+        }
         for origin in self.cors_origins() {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(invalid("CORS_ORIGIN", format!("{origin:?} is not an origin like https://shop.example.com")));

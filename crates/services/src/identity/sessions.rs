@@ -107,14 +107,18 @@ impl IdentityService {
         let Some(found) = found else {
             return Err(invalid_refresh());
         };
-        if found.revoked_at.is_some() || found.expires_at <= now {
+        if found.revoked_at.is_some() {
             return Err(invalid_refresh());
         }
-        // Tokens are issued to expire by the session's end (see `start_session`); this also
-        // ends sessions whose tokens were issued before that cap existed.
+        // Before the token's own expiry, which is capped at the session's end (see
+        // `start_session`): a session that ran out says so. This also ends sessions whose
+        // tokens were issued before that cap existed.
         let ends = family_started(found.family_id).ok_or_else(invalid_refresh)? + self.tokens.session_max_age();
         if ends <= now {
             return Err(session_expired());
+        }
+        if found.expires_at <= now {
+            return Err(invalid_refresh());
         }
         let tx = self.db.begin().await?;
         // Conditional update: of two concurrent refreshes with one token, exactly one wins.

@@ -35,8 +35,9 @@ impl MediaService {
 
     /// Deletes an upload's row (audited) and then its files. Refused with 409 `media_in_use`
     /// while a product that is not deleted lists one of its URLs: the storefront would show a
-    /// broken image. Files that cannot be removed (storage down) are logged and left: nothing
-    /// refers to them any more.
+    /// broken image. The check is not a lock: a product edit committing between it and the
+    /// delete can still name the upload (PostgreSQL; SQLite's one writer rules it out). Files
+    /// that cannot be removed (storage down) are logged and left: nothing refers to them.
     pub async fn delete(&self, meta: &RequestMeta, id: Uuid) -> ServiceResult<()> {
         let tx = self.db.begin().await?;
         let row = media::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("upload"))?;
@@ -55,7 +56,11 @@ impl MediaService {
             let detail = format!("products show this upload ({}); remove it from their images first", ids.join(", "));
             return Err(ServiceError::conflict("media_in_use", detail));
         }
-        media::Entity::delete_by_id(id).exec(&tx).await?;
+        // A concurrent delete of the same upload (PostgreSQL, READ COMMITTED) waited for this
+        // row and finds it gone: 404 for it, one audit row in all.
+        if media::Entity::delete_by_id(id).exec(&tx).await?.rows_affected == 0 {
+            return Err(ServiceError::not_found("upload"));
+        }
         let view = self.view(row.clone());
         audit::record(&tx, meta, Change::new(AuditAction::Delete, "media", id).old(&view)).await?;
         tx.commit().await?;

@@ -211,6 +211,15 @@ async fn refreshing_never_carries_a_session_past_its_maximum_age() {
         .unwrap();
     let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": token})).await;
     assert_problem(res, StatusCode::UNAUTHORIZED, "session_expired").await;
+    // A token issued with the cap, presented after it: the session's end passed with it.
+    rt::Entity::update_many()
+        .col_expr(rt::Column::ExpiresAt, Expr::value(signed_in - chrono::TimeDelta::days(1)))
+        .filter(rt::Column::UserId.eq(user))
+        .exec(db)
+        .await
+        .unwrap();
+    let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": token})).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "session_expired").await;
     let unspent = rt::Entity::find().filter(rt::Column::UserId.eq(user)).filter(rt::Column::UsedAt.is_null()).all(db).await.unwrap();
     assert_eq!(unspent.len(), 1, "the refused token was not spent, and no new one was issued");
 }

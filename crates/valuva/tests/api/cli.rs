@@ -58,7 +58,13 @@ async fn admin_create_bootstraps_an_admin_who_can_log_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_exits_non_zero_naming_the_variable() {
     let app = TestApp::spawn().await;
-    for (var, value) in [("PORT", "eighty"), ("DATABASE_URL", "mysql://x"), ("JWT_SECRET", "short"), ("DB_POOL_MAX", "0")] {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("DATABASE_URL", "mysql://x"),
+        ("JWT_SECRET", "short"),
+        ("DB_POOL_MAX", "0"),
+        ("SESSION_MAX_AGE_DAYS", "100000000"),
+    ] {
         let out = valuva(&app, &["migrate"], &[(var, value)]);
         assert!(!out.status.success(), "{var}={value} accepted");
         assert!(stdout(&out).contains(var), "{var}: {}", stdout(&out));

@@ -61,4 +61,27 @@ async fn concurrent_zones_for_one_country_let_exactly_one_through() {
     let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
     assert_eq!((created, refused), (1, 7), "{statuses:?}");
     assert_eq!(app.count("shipping_zones").await, 1);
+
+    // Eight zones, each changed at once to add the same country: one gets it.
+    let mut ids = Vec::new();
+    for (i, country) in ["IT", "ES", "PT", "AT", "CH", "PL", "CZ", "DK"].into_iter().enumerate() {
+        let z: Value =
+            app.post("/api/v1/admin/shipping/zones", Some(&staff), zone(&format!("Z{i}"), &[country])).await.json().await.unwrap();
+        ids.push((z["id"].as_str().unwrap().to_owned(), country));
+    }
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|(id, own)| {
+            let body = serde_json::json!({"countries": [own, "SE"]});
+            let req = app.req(Method::PATCH, &format!("/api/v1/admin/shipping/zones/{id}"), Some(&staff)).json(&body);
+            tokio::spawn(async move { req.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let changed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    assert_eq!((changed, refused), (1, 7), "{statuses:?}");
 }

@@ -300,3 +300,37 @@ async fn uploads_are_listed_read_and_deleted_unless_a_product_shows_them() {
     );
     assert_eq!(app.delete(&format!("/api/v1/admin/uploads/{}", ids[1]), Some(&staff)).await.status(), StatusCode::NO_CONTENT);
 }
+
+/// Deletes of one upload racing each other: one succeeds, the rest find it gone (404), and one
+/// audit row is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deletes_of_one_upload_delete_it_once() {
+    let app = spawn().await;
+    let staff = app.admin_token().await;
+    let m: Value = upload(&app, &staff, "p.png", "image/png", picture(ImageFormat::Png, 300, 200)).await.json().await.unwrap();
+    let id = m["id"].as_str().unwrap().to_owned();
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let req = app.req(reqwest::Method::DELETE, &format!("/api/v1/admin/uploads/{id}"), Some(&staff));
+            tokio::spawn(async move { req.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND
+        ]
+    );
+    assert_eq!(app.count(&format!("audit_logs WHERE action = 'DELETE' AND entity_type = 'media' AND entity_id = '{id}'")).await, 1);
+    assert_eq!((app.count("media").await, stored_files(&app)), (0, 0));
+}
