@@ -15,7 +15,7 @@ use crate::{
     payments::signatures::{self, SignatureError},
 };
 use chrono::Utc;
-use domain::{AuditAction, OrderEvent, OrderStatus};
+use domain::{AuditAction, Money, OrderEvent, OrderStatus};
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use store::entities::{orders, payments, webhook_events};
@@ -24,8 +24,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WebhookAck {
     pub received: bool,
-    /// applied | already_applied | refunded (paid after the order was cancelled) | duplicate |
-    /// ignored | unknown_payment | unknown_order | amount_mismatch
+    /// applied | already_applied | refunded (paid after the order was cancelled) |
+    /// refunded_second_payment (Stripe captured an order another provider had paid) | duplicate
+    /// | ignored | unknown_payment | unknown_order | amount_mismatch
     pub outcome: &'static str,
 }
 
@@ -154,8 +155,12 @@ impl OrderService {
             let outcome = match event.kind.as_str() {
                 "payment_intent.succeeded" | "payment_intent.payment_failed" => {
                     let Some((payment, order)) = payment_of(&tx, "stripe", intent, &event.id).await? else {
+                        let outcome = match event.kind.as_str() {
+                            "payment_intent.succeeded" => self.second_payment(&tx, &meta, &event, intent).await?,
+                            _ => "unknown_payment",
+                        };
                         tx.commit().await?;
-                        return Ok(ack("unknown_payment"));
+                        return Ok(ack(outcome));
                     };
                     if event.kind == "payment_intent.succeeded" {
                         let amount = object["amount_received"].as_i64().or_else(|| object["amount"].as_i64());
@@ -212,6 +217,52 @@ impl OrderService {
             Ok(ack(outcome))
         })
         .await
+    }
+}
+
+impl OrderService {
+    /// A Stripe capture whose intent no payment row names any more: the intent's metadata
+    /// names one of our orders, which meanwhile was paid through another provider (Shopify's
+    /// `orders/paid` re-points the order's payment to Shopify). The customer paid twice, so the
+    /// capture goes back in full through Stripe's Refund API (keyed by the intent: a redelivery
+    /// or a second event for it refunds nothing more); the order, paid elsewhere, is unchanged.
+    async fn second_payment(
+        &self,
+        tx: &DatabaseTransaction,
+        meta: &RequestMeta,
+        event: &StripeEvent,
+        intent: &str,
+    ) -> ServiceResult<&'static str> {
+        let object = &event.data.object;
+        let ours = object["metadata"]["order_id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok());
+        let order = match ours {
+            Some(id) => orders::Entity::find_by_id(id).one(tx).await?,
+            None => None,
+        };
+        let amount = object["amount_received"].as_i64().or_else(|| object["amount"].as_i64()).filter(|a| *a > 0);
+        let currency = object["currency"].as_str().and_then(|c| domain::Currency::parse(&c.to_uppercase()).ok());
+        let (Some(order), Some(amount), Some(currency), Some(stripe)) = (order, amount, currency, self.providers.get("stripe")) else {
+            return Ok("unknown_payment");
+        };
+        if order.payment_provider == "stripe" || order.status == OrderStatus::PendingPayment.as_str() {
+            return Ok("unknown_payment");
+        }
+        let money = Money::price(amount, currency).map_err(|e| ServiceError::internal(e.0))?;
+        let refund = stripe.refund(Some(intent), money, &format!("second-payment-{intent}")).await.map_err(crate::payments::unavailable)?;
+        webhook_events::Entity::update_many()
+            .col_expr(webhook_events::Column::OrderId, Expr::value(order.id))
+            .filter(webhook_events::Column::Provider.eq("stripe"))
+            .filter(webhook_events::Column::EventId.eq(event.id.as_str()))
+            .exec(tx)
+            .await?;
+        let change = Change::new(AuditAction::Payment, "order", order.id).new_values(serde_json::json!({
+            "provider": "stripe", "event": event.id, "intent": intent, "status": "refunded_second_payment",
+            "amount": amount, "currency": currency.code(), "refund": refund.reference, "paid_through": order.payment_provider,
+        }));
+        audit::record(tx, meta, change).await?;
+        tracing::warn!(order = %order.id, %intent, paid_through = %order.payment_provider, "Stripe captured an order paid elsewhere; refunded");
+        metrics::counter!("valuva_payments_second_total", "provider" => "stripe").increment(1);
+        Ok("refunded_second_payment")
     }
 }
 

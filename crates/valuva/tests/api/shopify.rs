@@ -9,13 +9,13 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const SECRET: &str = "shpss_test_secret";
+pub const SECRET: &str = "shpss_test_secret";
 
-fn sign(body: &str) -> String {
+pub fn sign(body: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(services::payments::signatures::hmac_sha256(SECRET.as_bytes(), &[body.as_bytes()]))
 }
 
-async fn deliver(app: &TestApp, topic: &str, event: &str, body: &str, hmac: &str) -> reqwest::Response {
+pub async fn deliver(app: &TestApp, topic: &str, event: &str, body: &str, hmac: &str) -> reqwest::Response {
     app.req(Method::POST, "/api/v1/webhooks/shopify", None)
         .header("x-shopify-topic", topic)
         .header("x-shopify-event-id", event)
@@ -27,7 +27,7 @@ async fn deliver(app: &TestApp, topic: &str, event: &str, body: &str, hmac: &str
         .unwrap()
 }
 
-fn decimal(minor: i64) -> String {
+pub fn decimal(minor: i64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
 

@@ -351,3 +351,55 @@ async fn a_payment_captured_after_cancellation_is_refunded() {
     assert_eq!(stock(&app, &shop, &v).await, (5, 0), "nothing restocked twice");
     assert_ledger_ok(&app).await;
 }
+
+/// The customer paid through Shopify while the order's Stripe payment was still open, then
+/// completed that one too: Stripe's capture is refunded in full (once), and the order stays paid
+/// through Shopify with nothing refunded from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_payment_through_stripe_is_refunded() {
+    use crate::shopify;
+    let (url, fake) = fake_stripe().await;
+    let app = stripe_app(&url, |c| c.shopify_webhook_secret = Some(platform::Secret::new(shopify::SECRET))).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 2500, 5).await;
+    let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
+    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
+    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let paid = json!({"id": 820982911946154508i64, "total_price": shopify::decimal(total), "currency": "EUR",
+                      "note_attributes": [{"name": "valuva_order_id", "value": id}]})
+    .to_string();
+    let res: Value = shopify::deliver(&app, "orders/paid", "shp-1", &paid, &shopify::sign(&paid)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "applied");
+
+    // Stripe's events carry the intent's metadata, which names the order.
+    let capture = |event: &str| {
+        json!({"id": event, "object": "event", "type": "payment_intent.succeeded",
+               "data": {"object": {"id": intent, "object": "payment_intent", "amount": total, "amount_received": total,
+                                   "currency": "eur", "metadata": {"order_id": id}}}})
+        .to_string()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let event = capture("evt_second");
+    let res: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "refunded_second_payment");
+    let refunds = fake.refunds.lock().unwrap().clone();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!((refunds[0]["payment_intent"].as_str(), refunds[0]["amount"].parse::<i64>().ok()), (intent.as_str(), Some(total)));
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!(
+        (view["status"].as_str(), view["payment_provider"].as_str(), view["refunded_total"]["amount"].as_i64()),
+        (Some("paid"), Some("shopify"), Some(0))
+    );
+    let audited = app.count(&format!("audit_logs WHERE entity_id = '{id}' AND new_values LIKE '%refunded_second_payment%'")).await;
+    assert_eq!(audited, 1);
+    let replay: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(replay["outcome"], "duplicate");
+    assert_eq!(fake.refunds.lock().unwrap().len(), 1);
+
+    // A capture naming no order of ours, or an order still unpaid, refunds nothing.
+    let stranger = succeeded("evt_stranger", "pi_unknown", total, "eur");
+    let res: Value = deliver(&app, &stranger, &signature(WEBHOOK_SECRET, now, &stranger)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "unknown_payment");
+    assert_eq!(fake.refunds.lock().unwrap().len(), 1);
+    assert_ledger_ok(&app).await;
+}
