@@ -2,7 +2,7 @@
 
 use crate::{
     orders_support::shop,
-    support::{TestApp, assert_problem},
+    support::{TestApp, assert_problem, statuses_of_concurrent},
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -47,16 +47,9 @@ async fn a_country_listed_by_another_zone_is_refused_and_nothing_changes() {
 async fn concurrent_zones_for_one_country_let_exactly_one_through() {
     let app = TestApp::spawn().await;
     let staff = app.admin_token().await;
-    let tasks: Vec<_> = (0..8)
-        .map(|i| {
-            let req = app.req(Method::POST, "/api/v1/admin/shipping/zones", Some(&staff)).json(&zone(&format!("NL {i}"), &["BE", "NL"]));
-            tokio::spawn(async move { req.send().await.unwrap().status() })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    let requests =
+        (0..8).map(|i| app.req(Method::POST, "/api/v1/admin/shipping/zones", Some(&staff)).json(&zone(&format!("NL {i}"), &["BE", "NL"])));
+    let statuses = statuses_of_concurrent(requests.collect()).await;
     let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
     let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
     assert_eq!((created, refused), (1, 7), "{statuses:?}");
@@ -69,18 +62,10 @@ async fn concurrent_zones_for_one_country_let_exactly_one_through() {
             app.post("/api/v1/admin/shipping/zones", Some(&staff), zone(&format!("Z{i}"), &[country])).await.json().await.unwrap();
         ids.push((z["id"].as_str().unwrap().to_owned(), country));
     }
-    let tasks: Vec<_> = ids
-        .iter()
-        .map(|(id, own)| {
-            let body = serde_json::json!({"countries": [own, "SE"]});
-            let req = app.req(Method::PATCH, &format!("/api/v1/admin/shipping/zones/{id}"), Some(&staff)).json(&body);
-            tokio::spawn(async move { req.send().await.unwrap().status() })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    let requests = ids.iter().map(|(id, own)| {
+        app.req(Method::PATCH, &format!("/api/v1/admin/shipping/zones/{id}"), Some(&staff)).json(&json!({"countries": [own, "SE"]}))
+    });
+    let statuses = statuses_of_concurrent(requests.collect()).await;
     let changed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
     assert_eq!((changed, refused), (1, 7), "{statuses:?}");

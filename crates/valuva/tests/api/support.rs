@@ -262,6 +262,17 @@ pub fn drop_redis_keys(url: &str, prefix: &str) {
     }
 }
 
+/// Sends the requests all at once (each on a task of its own, so they race on the server) and
+/// returns their statuses in the order given.
+pub async fn statuses_of_concurrent(requests: Vec<RequestBuilder>) -> Vec<StatusCode> {
+    let tasks: Vec<_> = requests.into_iter().map(|r| tokio::spawn(async move { r.send().await.unwrap().status() })).collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
 /// Asserts a problem+json answer with the given status and code; returns the body.
 pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(res.status(), status, "status");

@@ -1,7 +1,7 @@
 //! Image uploads: every accepted type gets its renditions; files that are not what they claim,
 //! broken, bombs or too big are refused with 4xx and nothing is stored.
 
-use crate::support::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem, statuses_of_concurrent};
 use image::{DynamicImage, ImageFormat, RgbaImage};
 use reqwest::{StatusCode, multipart};
 use serde_json::Value;
@@ -309,16 +309,8 @@ async fn concurrent_deletes_of_one_upload_delete_it_once() {
     let staff = app.admin_token().await;
     let m: Value = upload(&app, &staff, "p.png", "image/png", picture(ImageFormat::Png, 300, 200)).await.json().await.unwrap();
     let id = m["id"].as_str().unwrap().to_owned();
-    let tasks: Vec<_> = (0..6)
-        .map(|_| {
-            let req = app.req(reqwest::Method::DELETE, &format!("/api/v1/admin/uploads/{id}"), Some(&staff));
-            tokio::spawn(async move { req.send().await.unwrap().status() })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    let requests = (0..6).map(|_| app.req(reqwest::Method::DELETE, &format!("/api/v1/admin/uploads/{id}"), Some(&staff)));
+    let mut statuses = statuses_of_concurrent(requests.collect()).await;
     statuses.sort();
     assert_eq!(
         statuses,
