@@ -18,15 +18,16 @@ use chrono::Utc;
 use domain::{AuditAction, Money, OrderEvent, OrderStatus};
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
-use store::entities::{orders, payments, webhook_events};
+use store::entities::{audit_logs, orders, payments, webhook_events};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WebhookAck {
     pub received: bool,
     /// applied | already_applied | refunded (paid after the order was cancelled) |
-    /// refunded_second_payment (Stripe captured an order another provider had paid) | duplicate
-    /// | ignored | unknown_payment | unknown_order | amount_mismatch
+    /// refunded_second_payment (Stripe captured an order Shopify had paid) | refund_refused (that
+    /// refund refused by Stripe; for staff) | duplicate | ignored | unknown_payment |
+    /// unknown_order | amount_mismatch
     pub outcome: &'static str,
 }
 
@@ -222,10 +223,13 @@ impl OrderService {
 
 impl OrderService {
     /// A Stripe capture whose intent no payment row names any more: the intent's metadata
-    /// names one of our orders, which meanwhile was paid through another provider (Shopify's
-    /// `orders/paid` re-points the order's payment to Shopify). The customer paid twice, so the
-    /// capture goes back in full through Stripe's Refund API (keyed by the intent: a redelivery
-    /// or a second event for it refunds nothing more); the order, paid elsewhere, is unchanged.
+    /// names one of our orders, which meanwhile was paid through Shopify (its `orders/paid`
+    /// re-points the order's payment). The customer paid twice, so a capture of exactly the
+    /// order's total goes back in full through Stripe's Refund API; the order, paid in
+    /// Shopify, is unchanged. The audit row is the record that it was refunded: another event
+    /// for the same capture finds it and refunds nothing more. Anything else (no such order, an
+    /// order still unpaid or paid another way, another amount) is left to staff as
+    /// `unknown_payment`.
     async fn second_payment(
         &self,
         tx: &DatabaseTransaction,
@@ -239,30 +243,48 @@ impl OrderService {
             Some(id) => orders::Entity::find_by_id(id).one(tx).await?,
             None => None,
         };
-        let amount = object["amount_received"].as_i64().or_else(|| object["amount"].as_i64()).filter(|a| *a > 0);
-        let currency = object["currency"].as_str().and_then(|c| domain::Currency::parse(&c.to_uppercase()).ok());
-        let (Some(order), Some(amount), Some(currency), Some(stripe)) = (order, amount, currency, self.providers.get("stripe")) else {
+        let amount = object["amount_received"].as_i64().or_else(|| object["amount"].as_i64());
+        let currency = object["currency"].as_str().map(str::to_uppercase);
+        let (Some(order), Some(stripe)) = (order, self.providers.get("stripe")) else {
             return Ok("unknown_payment");
         };
-        if order.payment_provider == "stripe" || order.status == OrderStatus::PendingPayment.as_str() {
+        let paid_in_shopify = order.payment_provider == "shopify" && order.status != OrderStatus::PendingPayment.as_str();
+        if !paid_in_shopify || amount != Some(order.total) || currency.as_deref() != Some(order.currency.as_str()) {
             return Ok("unknown_payment");
         }
-        let money = Money::price(amount, currency).map_err(|e| ServiceError::internal(e.0))?;
-        let refund = stripe.refund(Some(intent), money, &format!("second-payment-{intent}")).await.map_err(crate::payments::unavailable)?;
         webhook_events::Entity::update_many()
             .col_expr(webhook_events::Column::OrderId, Expr::value(order.id))
             .filter(webhook_events::Column::Provider.eq("stripe"))
             .filter(webhook_events::Column::EventId.eq(event.id.as_str()))
             .exec(tx)
             .await?;
+        let settled = audit_logs::Entity::find()
+            .filter(audit_logs::Column::EntityType.eq("order"))
+            .filter(audit_logs::Column::EntityId.eq(order.id.to_string()))
+            .filter(audit_logs::Column::Action.eq(AuditAction::Payment.as_str()))
+            .filter(audit_logs::Column::NewValues.contains(format!("\"second_payment\":\"{intent}\"")))
+            .one(tx)
+            .await?;
+        if settled.is_some() {
+            return Ok("already_applied");
+        }
+        let currency = domain::Currency::parse(&order.currency).map_err(|e| ServiceError::internal(e.0))?;
+        let money = Money::price(order.total, currency).map_err(|e| ServiceError::internal(e.0))?;
+        let (status, refund, outcome) = match stripe.refund(Some(intent), money, &format!("second-payment-{intent}")).await {
+            Ok(r) => ("refunded", r.reference, "refunded_second_payment"),
+            // Final (already refunded in the Dashboard, say): redelivering would not change
+            // it, so it is recorded for staff and acknowledged.
+            Err(crate::payments::ProviderError::Rejected(why)) => ("refund_refused", Some(why), "refund_refused"),
+            Err(e) => return Err(crate::payments::unavailable(e)),
+        };
         let change = Change::new(AuditAction::Payment, "order", order.id).new_values(serde_json::json!({
-            "provider": "stripe", "event": event.id, "intent": intent, "status": "refunded_second_payment",
-            "amount": amount, "currency": currency.code(), "refund": refund.reference, "paid_through": order.payment_provider,
+            "provider": "stripe", "event": event.id, "second_payment": intent, "status": status, "amount": order.total,
+            "currency": order.currency, "refund": refund, "paid_through": order.payment_provider,
         }));
         audit::record(tx, meta, change).await?;
-        tracing::warn!(order = %order.id, %intent, paid_through = %order.payment_provider, "Stripe captured an order paid elsewhere; refunded");
-        metrics::counter!("valuva_payments_second_total", "provider" => "stripe").increment(1);
-        Ok("refunded_second_payment")
+        tracing::warn!(order = %order.id, %intent, status, "Stripe captured an order paid in Shopify");
+        metrics::counter!("valuva_payments_second_total", "provider" => "stripe", "outcome" => status).increment(1);
+        Ok(outcome)
     }
 }
 

@@ -372,16 +372,26 @@ async fn a_second_payment_through_stripe_is_refunded() {
     assert_eq!(res["outcome"], "applied");
 
     // Stripe's events carry the intent's metadata, which names the order.
-    let capture = |event: &str| {
+    let capture = |event: &str, intent: &str, order: &str, amount: i64| {
         json!({"id": event, "object": "event", "type": "payment_intent.succeeded",
-               "data": {"object": {"id": intent, "object": "payment_intent", "amount": total, "amount_received": total,
-                                   "currency": "eur", "metadata": {"order_id": id}}}})
+               "data": {"object": {"id": intent, "object": "payment_intent", "amount": amount, "amount_received": amount,
+                                   "currency": "eur", "metadata": {"order_id": order}}}})
         .to_string()
     };
     let now = chrono::Utc::now().timestamp();
-    let event = capture("evt_second");
-    let res: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
-    assert_eq!(res["outcome"], "refunded_second_payment");
+    let send = |event: String| {
+        let app = &app;
+        async move { deliver(app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json::<Value>().await.unwrap()["outcome"].clone() }
+    };
+    // Not what this order was paid: another amount, or an order still unpaid, refunds nothing.
+    assert_eq!(send(capture("evt_other_amount", &intent, &id, total + 1)).await, "unknown_payment");
+    let unpaid = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
+    let stray = capture("evt_unpaid", "pi_stray", unpaid["order"]["id"].as_str().unwrap(), total);
+    assert_eq!(send(stray).await, "unknown_payment");
+    assert!(fake.refunds.lock().unwrap().is_empty());
+
+    let event = capture("evt_second", &intent, &id, total);
+    assert_eq!(send(event.clone()).await, "refunded_second_payment");
     let refunds = fake.refunds.lock().unwrap().clone();
     assert_eq!(refunds.len(), 1);
     assert_eq!((refunds[0]["payment_intent"].as_str(), refunds[0]["amount"].parse::<i64>().ok()), (intent.as_str(), Some(total)));
@@ -390,16 +400,17 @@ async fn a_second_payment_through_stripe_is_refunded() {
         (view["status"].as_str(), view["payment_provider"].as_str(), view["refunded_total"]["amount"].as_i64()),
         (Some("paid"), Some("shopify"), Some(0))
     );
-    let audited = app.count(&format!("audit_logs WHERE entity_id = '{id}' AND new_values LIKE '%refunded_second_payment%'")).await;
+    let audited = app.count(&format!("audit_logs WHERE entity_id = '{id}' AND new_values LIKE '%\"status\":\"refunded\"%'")).await;
     assert_eq!(audited, 1);
-    let replay: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
-    assert_eq!(replay["outcome"], "duplicate");
+    // The same event again, or another event for the same capture: nothing more is refunded.
+    assert_eq!(send(event).await, "duplicate");
+    assert_eq!(send(capture("evt_second_again", &intent, &id, total)).await, "already_applied");
     assert_eq!(fake.refunds.lock().unwrap().len(), 1);
+    assert_eq!(app.count(&format!("audit_logs WHERE entity_id = '{id}' AND new_values LIKE '%second_payment%'")).await, 1);
 
-    // A capture naming no order of ours, or an order still unpaid, refunds nothing.
+    // A capture naming no order of ours refunds nothing.
     let stranger = succeeded("evt_stranger", "pi_unknown", total, "eur");
-    let res: Value = deliver(&app, &stranger, &signature(WEBHOOK_SECRET, now, &stranger)).await.json().await.unwrap();
-    assert_eq!(res["outcome"], "unknown_payment");
+    assert_eq!(send(stranger).await, "unknown_payment");
     assert_eq!(fake.refunds.lock().unwrap().len(), 1);
     assert_ledger_ok(&app).await;
 }
