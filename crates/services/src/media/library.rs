@@ -35,12 +35,12 @@ impl MediaService {
 
     /// Deletes an upload's row (audited) and then its files. Refused with 409 `media_in_use`
     /// while a product that is not deleted lists one of its URLs: the storefront would show a
-    /// broken image. The check is not a lock: a product edit committing between it and the
-    /// delete can still name the upload (PostgreSQL; SQLite's one writer rules it out). Files
-    /// that cannot be removed (storage down) are logged and left: nothing refers to them.
+    /// broken image. The check scans the products' `images` text, so it runs before the write
+    /// transaction (on SQLite, on a read-only connection, not holding the one writer), and it
+    /// is not a lock: a product edit committing between it and the delete can still name the
+    /// upload. Files that cannot be removed (storage down) are logged and left: nothing refers
+    /// to them.
     pub async fn delete(&self, meta: &RequestMeta, id: Uuid) -> ServiceResult<()> {
-        let tx = self.db.begin().await?;
-        let row = media::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("upload"))?;
         // Every URL of an upload has `/<id>/` in it, and ids are unique.
         let users: Vec<Uuid> = products::Entity::find()
             .select_only()
@@ -49,13 +49,15 @@ impl MediaService {
             .filter(products::Column::DeletedAt.is_null())
             .limit(IN_USE_SHOWN)
             .into_tuple()
-            .all(&tx)
+            .all(self.db.current())
             .await?;
         if !users.is_empty() {
             let ids: Vec<String> = users.iter().map(Uuid::to_string).collect();
             let detail = format!("products show this upload ({}); remove it from their images first", ids.join(", "));
             return Err(ServiceError::conflict("media_in_use", detail));
         }
+        let tx = self.db.begin().await?;
+        let row = media::Entity::find_by_id(id).one(&tx).await?.ok_or(ServiceError::not_found("upload"))?;
         // A concurrent delete of the same upload (PostgreSQL, READ COMMITTED) waited for this
         // row and finds it gone: 404 for it, one audit row in all.
         if media::Entity::delete_by_id(id).exec(&tx).await?.rows_affected == 0 {
