@@ -155,7 +155,11 @@ impl OrderService {
             let object = &event.data.object;
             let outcome = match event.kind.as_str() {
                 "payment_intent.succeeded" | "payment_intent.payment_failed" => {
-                    let Some((payment, order)) = payment_of(&tx, "stripe", intent, &event.id).await? else {
+                    let found = match payment_of(&tx, "stripe", intent, &event.id).await? {
+                        None if adopt_intent(&tx, intent, object).await? => payment_of(&tx, "stripe", intent, &event.id).await?,
+                        found => found,
+                    };
+                    let Some((payment, order)) = found else {
                         let outcome = match event.kind.as_str() {
                             "payment_intent.succeeded" => self.second_payment(&tx, &meta, &event, intent).await?,
                             _ => "unknown_payment",
@@ -219,6 +223,27 @@ impl OrderService {
         })
         .await
     }
+}
+
+/// An intent checkout created but could not store (Stripe answered, the write after it failed):
+/// the order its metadata names, whose Stripe payment still has no reference, takes it, so
+/// the event applies to that payment instead of going unmatched while the order expires. The
+/// metadata is ours (set when the intent was created) and signed with the event.
+async fn adopt_intent(tx: &DatabaseTransaction, intent: &str, object: &serde_json::Value) -> ServiceResult<bool> {
+    let Some(order) = object["metadata"]["order_id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()) else {
+        return Ok(false);
+    };
+    let adopted = payments::Entity::update_many()
+        .col_expr(payments::Column::Reference, Expr::value(intent))
+        .filter(payments::Column::OrderId.eq(order))
+        .filter(payments::Column::Provider.eq("stripe"))
+        .filter(payments::Column::Reference.is_null())
+        .exec(tx)
+        .await?;
+    if adopted.rows_affected == 1 {
+        tracing::warn!(%order, %intent, "a Stripe intent the checkout did not store was matched by its metadata");
+    }
+    Ok(adopted.rows_affected == 1)
 }
 
 impl OrderService {

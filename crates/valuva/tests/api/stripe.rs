@@ -107,6 +107,14 @@ fn succeeded(event: &str, intent: &str, amount: i64, currency: &str) -> String {
     .to_string()
 }
 
+/// A capture as Stripe sends it: the intent carries the metadata checkout gave it.
+fn captured(event: &str, intent: &str, order: &str, amount: i64) -> String {
+    json!({"id": event, "object": "event", "type": "payment_intent.succeeded",
+           "data": {"object": {"id": intent, "object": "payment_intent", "amount": amount, "amount_received": amount,
+                               "currency": "eur", "metadata": {"order_id": order}}}})
+    .to_string()
+}
+
 async fn stripe_checkout(app: &TestApp, c: &Cart) -> Value {
     stripe_checkout_with_key(app, c, &uuid::Uuid::now_v7().to_string()).await
 }
@@ -371,26 +379,20 @@ async fn a_second_payment_through_stripe_is_refunded() {
     let res: Value = shopify::deliver(&app, "orders/paid", "shp-1", &paid, &shopify::sign(&paid)).await.json().await.unwrap();
     assert_eq!(res["outcome"], "applied");
 
-    // Stripe's events carry the intent's metadata, which names the order.
-    let capture = |event: &str, intent: &str, order: &str, amount: i64| {
-        json!({"id": event, "object": "event", "type": "payment_intent.succeeded",
-               "data": {"object": {"id": intent, "object": "payment_intent", "amount": amount, "amount_received": amount,
-                                   "currency": "eur", "metadata": {"order_id": order}}}})
-        .to_string()
-    };
+    // Stripe's events carry the intent's metadata, which names the order (see `captured`).
     let now = chrono::Utc::now().timestamp();
     let send = |event: String| {
         let app = &app;
         async move { deliver(app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json::<Value>().await.unwrap()["outcome"].clone() }
     };
     // Not what this order was paid: another amount, or an order still unpaid, refunds nothing.
-    assert_eq!(send(capture("evt_other_amount", &intent, &id, total + 1)).await, "unknown_payment");
+    assert_eq!(send(captured("evt_other_amount", &intent, &id, total + 1)).await, "unknown_payment");
     let unpaid = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
-    let stray = capture("evt_unpaid", "pi_stray", unpaid["order"]["id"].as_str().unwrap(), total);
+    let stray = captured("evt_unpaid", "pi_stray", unpaid["order"]["id"].as_str().unwrap(), total);
     assert_eq!(send(stray).await, "unknown_payment");
     assert!(fake.refunds.lock().unwrap().is_empty());
 
-    let event = capture("evt_second", &intent, &id, total);
+    let event = captured("evt_second", &intent, &id, total);
     assert_eq!(send(event.clone()).await, "refunded_second_payment");
     let refunds = fake.refunds.lock().unwrap().clone();
     assert_eq!(refunds.len(), 1);
@@ -404,7 +406,7 @@ async fn a_second_payment_through_stripe_is_refunded() {
     assert_eq!(audited, 1);
     // The same event again, or another event for the same capture: nothing more is refunded.
     assert_eq!(send(event).await, "duplicate");
-    assert_eq!(send(capture("evt_second_again", &intent, &id, total)).await, "already_applied");
+    assert_eq!(send(captured("evt_second_again", &intent, &id, total)).await, "already_applied");
     assert_eq!(fake.refunds.lock().unwrap().len(), 1);
     assert_eq!(app.count(&format!("audit_logs WHERE entity_id = '{id}' AND new_values LIKE '%second_payment%'")).await, 1);
 
@@ -413,4 +415,33 @@ async fn a_second_payment_through_stripe_is_refunded() {
     assert_eq!(send(stranger).await, "unknown_payment");
     assert_eq!(fake.refunds.lock().unwrap().len(), 1);
     assert_ledger_ok(&app).await;
+}
+
+/// Checkout created the intent but could not store its id (the write after Stripe answered
+/// failed): the capture still pays the order, matched by the intent's metadata, and the
+/// payment takes the intent's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_of_an_intent_checkout_did_not_store_pays_its_order() {
+    let (url, _fake) = fake_stripe().await;
+    let app = stripe_app(&url, |_| {}).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 2500, 5).await;
+    let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
+    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
+    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    app.exec("UPDATE payments SET reference = NULL").await;
+
+    let now = chrono::Utc::now().timestamp();
+    let event = captured("evt_unstored", &intent, &id, total);
+    let res: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "applied");
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!(view["status"], "paid");
+    assert_eq!(app.count(&format!("payments WHERE reference = '{intent}'")).await, 1);
+    // Another order's metadata cannot take an intent away from a payment that has one.
+    let other = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
+    let event = captured("evt_foreign", "pi_foreign", other["order"]["id"].as_str().unwrap(), total);
+    let res: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
+    assert_eq!(res["outcome"], "unknown_payment");
+    assert_eq!(app.count("payments WHERE reference = 'pi_foreign'").await, 0);
 }
