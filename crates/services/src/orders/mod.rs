@@ -5,6 +5,7 @@
 mod checkout;
 mod refunds;
 mod transitions;
+mod unmatched;
 mod webhooks;
 
 pub use checkout::{CheckoutRequest, CheckoutResponse, PaymentView};

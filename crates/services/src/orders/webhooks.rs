@@ -7,6 +7,7 @@
 use super::{
     OrderService,
     refunds::{RefundPlan, RefundSource, Restock},
+    unmatched,
 };
 use crate::{
     RequestMeta, ServiceError, ServiceResult,
@@ -15,10 +16,10 @@ use crate::{
     payments::signatures::{self, SignatureError},
 };
 use chrono::Utc;
-use domain::{AuditAction, Money, OrderEvent, OrderStatus};
+use domain::{AuditAction, OrderEvent, OrderStatus};
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
-use store::entities::{audit_logs, orders, payments, webhook_events};
+use store::entities::{orders, payments, webhook_events};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -156,12 +157,12 @@ impl OrderService {
             let outcome = match event.kind.as_str() {
                 "payment_intent.succeeded" | "payment_intent.payment_failed" => {
                     let found = match payment_of(&tx, "stripe", intent, &event.id).await? {
-                        None if adopt_intent(&tx, intent, object).await? => payment_of(&tx, "stripe", intent, &event.id).await?,
+                        None if unmatched::adopt_intent(&tx, intent, object).await? => payment_of(&tx, "stripe", intent, &event.id).await?,
                         found => found,
                     };
                     let Some((payment, order)) = found else {
                         let outcome = match event.kind.as_str() {
-                            "payment_intent.succeeded" => self.second_payment(&tx, &meta, &event, intent).await?,
+                            "payment_intent.succeeded" => self.second_payment(&tx, &meta, &event.id, object, intent).await?,
                             _ => "unknown_payment",
                         };
                         tx.commit().await?;
@@ -222,94 +223,6 @@ impl OrderService {
             Ok(ack(outcome))
         })
         .await
-    }
-}
-
-/// An intent checkout created but could not store (Stripe answered, the write after it failed):
-/// the order its metadata names, whose Stripe payment still has no reference, takes it, so
-/// the event applies to that payment instead of going unmatched while the order expires. The
-/// metadata is ours (set when the intent was created) and signed with the event.
-async fn adopt_intent(tx: &DatabaseTransaction, intent: &str, object: &serde_json::Value) -> ServiceResult<bool> {
-    let Some(order) = object["metadata"]["order_id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()) else {
-        return Ok(false);
-    };
-    let adopted = payments::Entity::update_many()
-        .col_expr(payments::Column::Reference, Expr::value(intent))
-        .filter(payments::Column::OrderId.eq(order))
-        .filter(payments::Column::Provider.eq("stripe"))
-        .filter(payments::Column::Reference.is_null())
-        .exec(tx)
-        .await?;
-    if adopted.rows_affected == 1 {
-        tracing::warn!(%order, %intent, "a Stripe intent the checkout did not store was matched by its metadata");
-    }
-    Ok(adopted.rows_affected == 1)
-}
-
-impl OrderService {
-    /// A Stripe capture whose intent no payment row names any more: the intent's metadata
-    /// names one of our orders, which meanwhile was paid through Shopify (its `orders/paid`
-    /// re-points the order's payment). The customer paid twice, so a capture of exactly the
-    /// order's total goes back in full through Stripe's Refund API; the order, paid in
-    /// Shopify, is unchanged. The audit row is the record that it was refunded: another event
-    /// for the same capture finds it and refunds nothing more. Anything else (no such order, an
-    /// order still unpaid or paid another way, another amount) is left to staff as
-    /// `unknown_payment`.
-    async fn second_payment(
-        &self,
-        tx: &DatabaseTransaction,
-        meta: &RequestMeta,
-        event: &StripeEvent,
-        intent: &str,
-    ) -> ServiceResult<&'static str> {
-        let object = &event.data.object;
-        let ours = object["metadata"]["order_id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok());
-        let order = match ours {
-            Some(id) => orders::Entity::find_by_id(id).one(tx).await?,
-            None => None,
-        };
-        let amount = object["amount_received"].as_i64().or_else(|| object["amount"].as_i64());
-        let currency = object["currency"].as_str().map(str::to_uppercase);
-        let (Some(order), Some(stripe)) = (order, self.providers.get("stripe")) else {
-            return Ok("unknown_payment");
-        };
-        let paid_in_shopify = order.payment_provider == "shopify" && order.status != OrderStatus::PendingPayment.as_str();
-        if !paid_in_shopify || amount != Some(order.total) || currency.as_deref() != Some(order.currency.as_str()) {
-            return Ok("unknown_payment");
-        }
-        webhook_events::Entity::update_many()
-            .col_expr(webhook_events::Column::OrderId, Expr::value(order.id))
-            .filter(webhook_events::Column::Provider.eq("stripe"))
-            .filter(webhook_events::Column::EventId.eq(event.id.as_str()))
-            .exec(tx)
-            .await?;
-        let settled = audit_logs::Entity::find()
-            .filter(audit_logs::Column::EntityType.eq("order"))
-            .filter(audit_logs::Column::EntityId.eq(order.id.to_string()))
-            .filter(audit_logs::Column::Action.eq(AuditAction::Payment.as_str()))
-            .filter(audit_logs::Column::NewValues.contains(format!("\"second_payment\":\"{intent}\"")))
-            .one(tx)
-            .await?;
-        if settled.is_some() {
-            return Ok("already_applied");
-        }
-        let currency = domain::Currency::parse(&order.currency).map_err(|e| ServiceError::internal(e.0))?;
-        let money = Money::price(order.total, currency).map_err(|e| ServiceError::internal(e.0))?;
-        let (status, refund, outcome) = match stripe.refund(Some(intent), money, &format!("second-payment-{intent}")).await {
-            Ok(r) => ("refunded", r.reference, "refunded_second_payment"),
-            // Final (already refunded in the Dashboard, say): redelivering would not change
-            // it, so it is recorded for staff and acknowledged.
-            Err(crate::payments::ProviderError::Rejected(why)) => ("refund_refused", Some(why), "refund_refused"),
-            Err(e) => return Err(crate::payments::unavailable(e)),
-        };
-        let change = Change::new(AuditAction::Payment, "order", order.id).new_values(serde_json::json!({
-            "provider": "stripe", "event": event.id, "second_payment": intent, "status": status, "amount": order.total,
-            "currency": order.currency, "refund": refund, "paid_through": order.payment_provider,
-        }));
-        audit::record(tx, meta, change).await?;
-        tracing::warn!(order = %order.id, %intent, status, "Stripe captured an order paid in Shopify");
-        metrics::counter!("valuva_payments_second_total", "provider" => "stripe", "outcome" => status).increment(1);
-        Ok(outcome)
     }
 }
 
