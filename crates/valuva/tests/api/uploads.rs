@@ -326,3 +326,52 @@ async fn concurrent_deletes_of_one_upload_delete_it_once() {
     assert_eq!(app.count(&format!("audit_logs WHERE action = 'DELETE' AND entity_type = 'media' AND entity_id = '{id}'")).await, 1);
     assert_eq!((app.count("media").await, stored_files(&app)), (0, 0));
 }
+
+/// A request that times out while its files are being stored still ends with all its files and
+/// its row, because the storing runs on a task of its own; before, the dropped request left the
+/// file it was sending in the bucket with no row naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_request_times_out_while_storing_is_stored_whole() {
+    let moto = Moto::start();
+    let bucket = format!("http://127.0.0.1:{}/late-media", moto.port);
+    assert!(reqwest::Client::new().put(&bucket).send().await.unwrap().status().is_success());
+    // In front of the bucket, a proxy that holds every new connection for 600 ms: storing
+    // outlasts the request's 300 ms.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let upstream = format!("127.0.0.1:{}", moto.port);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let url =
+        format!("s3://late-media?endpoint=http://{proxy}&allow_http=true&access_key_id=testing&secret_access_key=testing&region=us-east-1");
+    let app = TestApp::spawn_with(move |c| {
+        c.storage_url = platform::Secret::new(url);
+        c.request_timeout_ms = 300;
+    })
+    .await;
+    let staff = app.admin_token().await;
+    let res = upload(&app, &staff, "p.png", "image/png", picture(ImageFormat::Png, 1000, 500)).await;
+    assert_ne!(res.status(), StatusCode::CREATED, "the request timed out before the files were stored");
+
+    let objects = || async {
+        let listing = reqwest::Client::new().get(format!("{bucket}?list-type=2")).send().await.unwrap().text().await.unwrap();
+        listing.matches("<Key>").count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.count("media").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the upload was never recorded ({} objects in the bucket)", objects().await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let listed: Value = app.get("/api/v1/admin/uploads", Some(&staff)).await.json().await.unwrap();
+    let renditions = listed["data"][0]["renditions"].as_array().unwrap().len();
+    assert_eq!(objects().await, 1 + renditions, "the original and its renditions, each named by the row, and nothing else");
+}
