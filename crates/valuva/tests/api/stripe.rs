@@ -26,6 +26,8 @@ pub struct FakeStripe {
     keys: Mutex<HashMap<String, String>>,
     pub calls: AtomicU32,
     pub fail_next: AtomicU32,
+    /// Refunds answer 400 `charge_already_refunded`, as for a charge refunded in the Dashboard.
+    pub refuse_refunds: std::sync::atomic::AtomicBool,
 }
 
 async fn intents(
@@ -53,12 +55,15 @@ async fn intents(
     )
 }
 
-async fn refunds(State(f): State<Arc<FakeStripe>>, Form(form): Form<HashMap<String, String>>) -> axum::Json<Value> {
+async fn refunds(State(f): State<Arc<FakeStripe>>, Form(form): Form<HashMap<String, String>>) -> (StatusCode, axum::Json<Value>) {
     f.calls.fetch_add(1, Ordering::SeqCst);
+    if f.refuse_refunds.load(Ordering::SeqCst) {
+        let error = json!({"error": {"type": "invalid_request_error", "code": "charge_already_refunded", "message": "Charge has already been refunded."}});
+        return (StatusCode::BAD_REQUEST, axum::Json(error));
+    }
     f.refunds.lock().unwrap().push(form.clone());
-    axum::Json(
-        json!({"id": format!("re_{}", uuid::Uuid::now_v7().simple()), "object": "refund", "status": "succeeded", "amount": form["amount"].parse::<i64>().unwrap()}),
-    )
+    let refund = json!({"id": format!("re_{}", uuid::Uuid::now_v7().simple()), "object": "refund", "status": "succeeded", "amount": form["amount"].parse::<i64>().unwrap()});
+    (StatusCode::OK, axum::Json(refund))
 }
 
 pub async fn fake_stripe() -> (String, Arc<FakeStripe>) {
@@ -444,4 +449,31 @@ async fn a_capture_of_an_intent_checkout_did_not_store_pays_its_order() {
     let res: Value = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await.json().await.unwrap();
     assert_eq!(res["outcome"], "unknown_payment");
     assert_eq!(app.count("payments WHERE reference = 'pi_foreign'").await, 0);
+}
+
+/// A second payment Stripe will not refund (refunded in the Dashboard already, say) is recorded
+/// for staff and acknowledged: redelivering the event for days would not change Stripe's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_payment_stripe_refuses_to_refund_is_recorded_and_acknowledged() {
+    use crate::shopify;
+    let (url, fake) = fake_stripe().await;
+    let app = stripe_app(&url, |c| c.shopify_webhook_secret = Some(platform::Secret::new(shopify::SECRET))).await;
+    let shop = shop(&app).await;
+    let v = variant(&app, &shop, 2500, 5).await;
+    let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
+    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
+    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let paid = json!({"id": 7001, "total_price": shopify::decimal(total), "currency": "EUR", "note_attributes": [{"name": "valuva_order_id", "value": id}]})
+        .to_string();
+    assert_eq!(shopify::deliver(&app, "orders/paid", "shp-2", &paid, &shopify::sign(&paid)).await.status(), StatusCode::OK);
+    fake.refuse_refunds.store(true, Ordering::SeqCst);
+
+    let now = chrono::Utc::now().timestamp();
+    let event = captured("evt_refused", &intent, &id, total);
+    let res = deliver(&app, &event, &signature(WEBHOOK_SECRET, now, &event)).await;
+    assert_eq!(res.status(), StatusCode::OK, "acknowledged, not redelivered");
+    assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "refund_refused");
+    assert_eq!(app.count(&format!("audit_logs WHERE entity_id = '{id}' AND new_values LIKE '%\"status\":\"refund_refused\"%'")).await, 1);
+    let view: Value = app.get(&format!("/api/v1/admin/orders/{id}"), Some(&shop.staff)).await.json().await.unwrap();
+    assert_eq!((view["status"].as_str(), view["refunded_total"]["amount"].as_i64()), (Some("paid"), Some(0)));
 }
