@@ -89,7 +89,8 @@ fn session_response(state: &AppState, status: StatusCode, s: AuthSession, cart_i
     };
     let mut res = (status, axum::Json(body)).into_response();
     if let Some(csrf) = csrf {
-        let max_age = state.config.refresh_token_ttl_days * 86_400;
+        // The cookies last as long as the refresh token: near the session's end, less than its TTL.
+        let max_age = s.refresh_expires_in;
         let h = res.headers_mut();
         h.append(header::SET_COOKIE, cookie(REFRESH_COOKIE, &s.refresh_token, "/api/v1/auth", max_age, true));
         h.append(header::SET_COOKIE, cookie(CSRF_COOKIE, &csrf, "/", max_age, false));

@@ -20,6 +20,8 @@ pub struct AuthSession {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: u64,
+    /// Seconds until the refresh token expires (its lifetime, or less near the session's end).
+    pub refresh_expires_in: u64,
 }
 
 fn invalid_credentials() -> ServiceError {
@@ -177,12 +179,13 @@ impl IdentityService {
         let now = Utc::now();
         // A refresh token outlives neither its own lifetime nor its session's.
         let session_ends = family_started(family).ok_or_else(invalid_refresh)? + self.tokens.session_max_age();
+        let expires_at = (now + self.tokens.refresh_ttl()).min(session_ends);
         rt::ActiveModel {
             id: Set(domain::new_id()),
             user_id: Set(user.id),
             family_id: Set(family),
             token_hash: Set(token_hash),
-            expires_at: Set((now + self.tokens.refresh_ttl()).min(session_ends)),
+            expires_at: Set(expires_at),
             created_at: Set(now),
             used_at: Set(None),
             revoked_at: Set(None),
@@ -190,7 +193,8 @@ impl IdentityService {
         .insert(conn)
         .await?;
         let access_token = self.tokens.issue_access(user.id, user.role)?;
-        Ok(AuthSession { user, access_token, refresh_token, expires_in: self.tokens.settings.access_ttl_seconds })
+        let refresh_expires_in = (expires_at - now).num_seconds().max(0) as u64;
+        Ok(AuthSession { user, access_token, refresh_token, expires_in: self.tokens.settings.access_ttl_seconds, refresh_expires_in })
     }
 
     /// Always succeeds from the caller's point of view, so it cannot be used to probe which

@@ -170,6 +170,29 @@ async fn cookie_mode_requires_csrf_double_submit() {
     assert!(res.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("valuva_refresh=")));
 }
 
+/// In cookie mode the cookies last as long as the refresh token: its TTL, or less when the
+/// session's maximum age ends first.
+#[tokio::test]
+async fn refresh_cookies_end_with_the_session() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth_cookies = true;
+        c.refresh_token_ttl_days = 30;
+        c.session_max_age_days = 2;
+    })
+    .await;
+    let res = app.post("/api/v1/auth/register", None, json!({"email": "brief@example.com", "password": PASSWORD})).await;
+    let max_ages: Vec<u64> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .filter(|c| c.starts_with("valuva_refresh=") || c.starts_with("valuva_csrf="))
+        .filter_map(|c| c.split(';').find_map(|a| a.trim().strip_prefix("Max-Age=")?.parse().ok()))
+        .collect();
+    assert_eq!(max_ages.len(), 2, "the refresh and CSRF cookies");
+    assert!(max_ages.iter().all(|a| (2 * 86_400 - 60..=2 * 86_400).contains(a)), "{max_ages:?}");
+}
+
 /// A session's refresh tokens never outlive SESSION_MAX_AGE_DAYS from its sign-in, however often
 /// it is refreshed; an older session (here aged by rewriting its family id, a UUIDv7 that carries
 /// the sign-in time) is refused and its token left unspent.
