@@ -12,12 +12,17 @@ use domain::{AuditAction, Money, OrderStatus};
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, sea_query::Expr};
 use store::entities::{audit_logs, orders, payments, webhook_events};
 
+/// The order id checkout put in the intent's metadata.
+fn metadata_order(intent: &serde_json::Value) -> Option<uuid::Uuid> {
+    intent["metadata"]["order_id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok())
+}
+
 /// An intent checkout created but could not store (Stripe answered, the write after it failed):
 /// the order its metadata names, whose Stripe payment still has no reference, takes it, so
 /// the event applies to that payment instead of going unmatched while the order expires. The
 /// metadata is ours (set when the intent was created) and signed with the event.
 pub(super) async fn adopt_intent(tx: &DatabaseTransaction, intent: &str, object: &serde_json::Value) -> ServiceResult<bool> {
-    let Some(order) = object["metadata"]["order_id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()) else {
+    let Some(order) = metadata_order(object) else {
         return Ok(false);
     };
     let adopted = payments::Entity::update_many()
@@ -50,8 +55,7 @@ impl OrderService {
         object: &serde_json::Value,
         intent: &str,
     ) -> ServiceResult<&'static str> {
-        let ours = object["metadata"]["order_id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok());
-        let order = match ours {
+        let order = match metadata_order(object) {
             Some(id) => orders::Entity::find_by_id(id).one(tx).await?,
             None => None,
         };

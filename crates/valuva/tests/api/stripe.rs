@@ -120,6 +120,12 @@ fn captured(event: &str, intent: &str, order: &str, amount: i64) -> String {
     .to_string()
 }
 
+/// A Stripe checkout's order id, total and PaymentIntent id (the client secret's prefix).
+fn order_of(body: &Value) -> (String, i64, String) {
+    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap(), intent)
+}
+
 async fn stripe_checkout(app: &TestApp, c: &Cart) -> Value {
     stripe_checkout_with_key(app, c, &uuid::Uuid::now_v7().to_string()).await
 }
@@ -301,8 +307,7 @@ async fn stripe_events_that_cannot_apply_change_nothing() {
     let shop = shop(&app).await;
     let v = variant(&app, &shop, 2500, 5).await;
     let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
-    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
-    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let (id, total, intent) = order_of(&body);
     let now = chrono::Utc::now().timestamp();
     let app = &app;
     let send = |event: String| async move { deliver(app, &event, &signature(WEBHOOK_SECRET, now, &event)).await };
@@ -339,8 +344,7 @@ async fn a_payment_captured_after_cancellation_is_refunded() {
     let shop = shop(&app).await;
     let v = variant(&app, &shop, 2500, 5).await;
     let body = stripe_checkout(&app, &cart(&app, &[(&v, 2)]).await).await;
-    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
-    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let (id, total, intent) = order_of(&body);
     let cancelled = app.post(&format!("/api/v1/admin/orders/{id}/cancel"), Some(&shop.staff), json!({})).await;
     assert_eq!(cancelled.status(), StatusCode::OK);
     assert_eq!(stock(&app, &shop, &v).await, (5, 0), "the units are back on sale");
@@ -365,24 +369,44 @@ async fn a_payment_captured_after_cancellation_is_refunded() {
     assert_ledger_ok(&app).await;
 }
 
-/// The customer paid through Shopify while the order's Stripe payment was still open, then
-/// completed that one too: Stripe's capture is refunded in full (once), and the order stays paid
-/// through Shopify with nothing refunded from it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_payment_through_stripe_is_refunded() {
+/// An app with Stripe and Shopify, and an order checked out with Stripe (1 unit at 25.00) that
+/// the customer then paid in Shopify.
+struct PaidInShopify {
+    app: TestApp,
+    fake: Arc<FakeStripe>,
+    shop: Shop,
+    v: String,
+    id: String,
+    total: i64,
+    intent: String,
+    /// What Shopify's `orders/paid` was answered.
+    outcome: Value,
+}
+
+async fn paid_in_shopify() -> PaidInShopify {
     use crate::shopify;
     let (url, fake) = fake_stripe().await;
     let app = stripe_app(&url, |c| c.shopify_webhook_secret = Some(platform::Secret::new(shopify::SECRET))).await;
     let shop = shop(&app).await;
     let v = variant(&app, &shop, 2500, 5).await;
     let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
-    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
-    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let (id, total, intent) = order_of(&body);
     let paid = json!({"id": 820982911946154508i64, "total_price": shopify::decimal(total), "currency": "EUR",
                       "note_attributes": [{"name": "valuva_order_id", "value": id}]})
     .to_string();
-    let res: Value = shopify::deliver(&app, "orders/paid", "shp-1", &paid, &shopify::sign(&paid)).await.json().await.unwrap();
-    assert_eq!(res["outcome"], "applied");
+    let res = shopify::deliver(&app, "orders/paid", "shp-1", &paid, &shopify::sign(&paid)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let outcome = res.json::<Value>().await.unwrap()["outcome"].clone();
+    PaidInShopify { app, fake, shop, v, id, total, intent, outcome }
+}
+
+/// The customer paid through Shopify while the order's Stripe payment was still open, then
+/// completed that one too: Stripe's capture is refunded in full (once), and the order stays paid
+/// through Shopify with nothing refunded from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_payment_through_stripe_is_refunded() {
+    let PaidInShopify { app, fake, shop, v, id, total, intent, outcome } = paid_in_shopify().await;
+    assert_eq!(outcome, "applied");
 
     // Stripe's events carry the intent's metadata, which names the order (see `captured`).
     let now = chrono::Utc::now().timestamp();
@@ -432,8 +456,7 @@ async fn a_capture_of_an_intent_checkout_did_not_store_pays_its_order() {
     let shop = shop(&app).await;
     let v = variant(&app, &shop, 2500, 5).await;
     let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
-    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
-    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
+    let (id, total, intent) = order_of(&body);
     app.exec("UPDATE payments SET reference = NULL").await;
 
     let now = chrono::Utc::now().timestamp();
@@ -455,17 +478,7 @@ async fn a_capture_of_an_intent_checkout_did_not_store_pays_its_order() {
 /// for staff and acknowledged: redelivering the event for days would not change Stripe's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_payment_stripe_refuses_to_refund_is_recorded_and_acknowledged() {
-    use crate::shopify;
-    let (url, fake) = fake_stripe().await;
-    let app = stripe_app(&url, |c| c.shopify_webhook_secret = Some(platform::Secret::new(shopify::SECRET))).await;
-    let shop = shop(&app).await;
-    let v = variant(&app, &shop, 2500, 5).await;
-    let body = stripe_checkout(&app, &cart(&app, &[(&v, 1)]).await).await;
-    let (id, total) = (body["order"]["id"].as_str().unwrap().to_owned(), body["order"]["total"]["amount"].as_i64().unwrap());
-    let intent = body["payment"]["client_secret"].as_str().unwrap().split("_secret_").next().unwrap().to_owned();
-    let paid = json!({"id": 7001, "total_price": shopify::decimal(total), "currency": "EUR", "note_attributes": [{"name": "valuva_order_id", "value": id}]})
-        .to_string();
-    assert_eq!(shopify::deliver(&app, "orders/paid", "shp-2", &paid, &shopify::sign(&paid)).await.status(), StatusCode::OK);
+    let PaidInShopify { app, fake, shop, id, total, intent, .. } = paid_in_shopify().await;
     fake.refuse_refunds.store(true, Ordering::SeqCst);
 
     let now = chrono::Utc::now().timestamp();
